@@ -1,0 +1,10 @@
+"""Sub-commands: serve (placeholder until implemented)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add this module's sub-commands to the parser."""

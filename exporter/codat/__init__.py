@@ -1,0 +1,1 @@
+"""Codat Platform API: typed models, errors and the HTTP client."""

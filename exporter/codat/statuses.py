@@ -1,0 +1,137 @@
+"""Codat dataset statuses: the known values and pure classifications of them.
+
+Codat reuses one enum (the pull-operation ``status``) for a data type's
+``currentStatus``, for pull operations and for ``read.completed`` webhooks.
+Statuses are kept as plain strings everywhere: a value Codat adds tomorrow must
+flow through the exporter as "unknown", never crash it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+
+class StatusClass(StrEnum):
+    """What a status means for freshness and for auto-refresh."""
+
+    IN_PROGRESS = "in_progress"
+    SUCCESS = "success"
+    ERROR = "error"
+    TERMINAL_OTHER = "terminal_other"  # NotSupported, Cancelled: over, not an error
+    UNKNOWN = "unknown"
+
+
+OTHER: Final = "Other"
+"""Catch-all one-hot label for statuses outside the configured set (and never-synced pairs)."""
+
+SEED_STATUSES: Final[tuple[str, ...]] = (
+    "Complete",
+    "FetchError",
+    "NotSupported",
+    "ProcessingQueued",
+    "Processing",
+    "ValidationError",
+    "AuthError",
+)
+"""The seven statuses of the DataStatus seed document: the default one-hot set."""
+
+IN_PROGRESS_STATUSES: Final[frozenset[str]] = frozenset(
+    {
+        "Initial",
+        "Queued",
+        "Fetching",
+        "MapQueued",
+        "Mapping",
+        "ValidationQueued",
+        "Validating",
+        "ProcessingQueued",
+        "Processing",
+    }
+)
+ERROR_STATUSES: Final[frozenset[str]] = frozenset(
+    {
+        "FetchError",
+        "MapError",
+        "InternalError",
+        "ProcessingError",
+        "ValidationError",
+        "AuthError",
+        "RateLimitError",
+        "PermissionsError",
+        "PrerequisiteNotMet",
+    }
+)
+SUCCESS_STATUSES: Final[frozenset[str]] = frozenset({"Complete"})
+TERMINAL_OTHER_STATUSES: Final[frozenset[str]] = frozenset({"NotSupported", "Cancelled"})
+
+ALL_STATUSES: Final[tuple[str, ...]] = (
+    "Initial",
+    "Queued",
+    "Fetching",
+    "MapQueued",
+    "Mapping",
+    "Complete",
+    "FetchError",
+    "MapError",
+    "InternalError",
+    "ProcessingQueued",
+    "Processing",
+    "ProcessingError",
+    "ValidationQueued",
+    "Validating",
+    "ValidationError",
+    "AuthError",
+    "Cancelled",
+    "NotSupported",
+    "RateLimitError",
+    "PermissionsError",
+    "PrerequisiteNotMet",
+)
+"""Every value of the spec's dataset status enum, in the spec's order."""
+
+CONNECTION_STATUSES: Final[tuple[str, ...]] = ("PendingAuth", "Linked", "Unlinked", "Deauthorized")
+"""Every value of the spec's data connection status enum."""
+
+
+def classify(status: str | None) -> StatusClass:
+    """Classify a dataset status; ``None`` (never synced) and unknown strings are UNKNOWN."""
+    if status is None:
+        return StatusClass.UNKNOWN
+    if status in IN_PROGRESS_STATUSES:
+        return StatusClass.IN_PROGRESS
+    if status in SUCCESS_STATUSES:
+        return StatusClass.SUCCESS
+    if status in ERROR_STATUSES:
+        return StatusClass.ERROR
+    if status in TERMINAL_OTHER_STATUSES:
+        return StatusClass.TERMINAL_OTHER
+    return StatusClass.UNKNOWN
+
+
+def is_terminal(status: str) -> bool:
+    """True when a pull operation in this status will not change again.
+
+    Unknown statuses count as not terminal: counting an operation too early
+    would double-count it if Codat later reports a terminal status for it.
+    """
+    return classify(status) in (StatusClass.SUCCESS, StatusClass.ERROR, StatusClass.TERMINAL_OTHER)
+
+
+def is_in_progress(status: str | None) -> bool:
+    """True while a sync of this status is queued or running."""
+    return classify(status) is StatusClass.IN_PROGRESS
+
+
+def one_hot_label(status: str | None, status_set: tuple[str, ...]) -> str:
+    """The ``status`` label value a pair gets: itself if in the set, else ``Other``."""
+    if status is not None and status in status_set:
+        return status
+    return OTHER
+
+
+def connection_status_label(status: str | None) -> str:
+    """The ``status`` label of codat_connection_status: a known value, else ``Other``."""
+    if status is not None and status in CONNECTION_STATUSES:
+        return status
+    return OTHER

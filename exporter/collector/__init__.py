@@ -1,0 +1,1 @@
+"""Polling Codat into immutable snapshots: scheduler, state and counter accounting."""

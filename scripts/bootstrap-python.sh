@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Creates .venv and installs the project with its dev tools; reinstalls only when pyproject.toml changes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "bootstrap: codat-exporter needs Python 3.11 or newer (found: $("$python" --version 2>&1))" >&2
+  exit 1
+fi
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  echo "bootstrap: installing Python packages into .venv" >&2
+  .venv/bin/python -m pip install -q --upgrade pip 2>/dev/null
+  .venv/bin/python -m pip install -q -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+  .venv/bin/python -c 'import exporter' # fail loudly if the install did not work
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi

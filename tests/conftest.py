@@ -1,0 +1,1 @@
+"""Fixtures shared across the test suite."""
