@@ -1,0 +1,1 @@
+"""Benchmarks of the exporter, with their recorded results in RESULTS.md."""

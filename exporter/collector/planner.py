@@ -1,0 +1,229 @@
+"""Tiered polling decisions: which companies' ``dataStatus`` to read this cycle, within budget.
+
+A naive exporter reads every company's ``dataStatus`` every minute: 1,440
+requests per company per day, more than Codat's whole quota. Instead each cycle:
+
+1. ``GET /companies`` (up to 5,000 a page) is the change detector: it carries
+   ``lastSync`` per company and per connection;
+2. ``dataStatus`` is read only for companies that are new, whose ``lastSync``
+   moved, that have a sync open, that failed last time (after a backoff), or
+   whose slow full sweep is due (staggered by a hash of the id, so sweeps spread
+   evenly over the sweep interval instead of landing all at once);
+3. ``data/history`` is read only when a data type's ``latestSyncId`` changed or
+   an operation is open (decided per company in ``needs_history``).
+
+When the plan would spend more than the request budget allows right now, the
+lowest-priority work is deferred to a later cycle, sweeps first. Every function
+here is pure and takes ``now``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Final
+
+from exporter.codat.models import Company, DataTypeStatus
+from exporter.collector.sharding import phase
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class PollReason(StrEnum):
+    """Why a company's dataStatus is read; the order of the members is their priority."""
+
+    WEBHOOK = "webhook"
+    NEW = "new"
+    CHANGED = "changed"
+    OPEN = "open"
+    RETRY = "retry"
+    SWEEP = "sweep"
+
+
+PRIORITY: Final[Mapping[PollReason, int]] = {reason: rank for rank, reason in enumerate(PollReason)}
+
+ESTIMATED_COST: Final[Mapping[PollReason, float]] = {
+    PollReason.WEBHOOK: 2.0,
+    PollReason.NEW: 2.0,
+    PollReason.CHANGED: 2.0,
+    PollReason.OPEN: 2.0,
+    PollReason.RETRY: 2.0,
+    PollReason.SWEEP: 1.0,
+}
+"""Requests a poll is expected to cost: dataStatus, plus one history page when something moved."""
+
+CHANGE_DETECTION_SHARE: Final = 0.5
+"""At most this share of the daily budget goes to ``GET /companies``; the interval stretches if needed."""
+
+
+@dataclass(frozen=True, slots=True)
+class CompanyPollState:
+    """What the planner remembers about one company between cycles."""
+
+    last_sync_seen: datetime | None = None
+    """The company's ``lastSync`` as of its last successful dataStatus read."""
+    connection_syncs_seen: Mapping[str, datetime | None] = field(default_factory=dict)
+    """Each connection's ``lastSync`` as of that read."""
+    last_status_poll: datetime | None = None
+    """When dataStatus last succeeded."""
+    open_sync: bool = False
+    """A data type was in progress, or an operation was open, at the last read."""
+    failures: int = 0
+    """Consecutive failed polls."""
+    last_attempt: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanSettings:
+    """The polling cadences the planner works with (seconds)."""
+
+    poll_interval: float = 60.0
+    full_sweep_interval: float = 21600.0
+    open_sync_interval: float = 300.0
+    """How often a company with a sync in progress is re-read (its lastSync moves when it ends anyway)."""
+    max_retry_backoff: float = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedPoll:
+    """One company's dataStatus read, with its reason and expected cost."""
+
+    company_id: str
+    reason: PollReason
+    cost: float
+
+
+@dataclass(frozen=True, slots=True)
+class CyclePlan:
+    """The outcome of planning one cycle."""
+
+    polls: tuple[PlannedPoll, ...]
+    """To do now, highest priority first."""
+    deferred: tuple[PlannedPoll, ...]
+    """Wanted, but over budget: left for a later cycle."""
+    removed: frozenset[str]
+    """Companies we knew that are no longer listed (deleted, filtered out, other shard)."""
+
+    @property
+    def estimated_cost(self) -> float:
+        """Requests the planned polls are expected to spend."""
+        return sum(p.cost for p in self.polls)
+
+
+def last_sync_moved(state: CompanyPollState, company: Company) -> bool:
+    """True when the company's or any connection's ``lastSync`` differs from the last read."""
+    if company.last_sync != state.last_sync_seen:
+        return True
+    return any(state.connection_syncs_seen.get(c.id) != c.last_sync for c in company.connections)
+
+
+def retry_backoff(failures: int, settings: PlanSettings) -> float:
+    """Seconds to wait after ``failures`` consecutive failures: the interval, doubling, capped."""
+    if failures <= 0:
+        return 0.0
+    return min(settings.max_retry_backoff, settings.poll_interval * 2.0 ** min(failures - 1, 30))
+
+
+def sweep_due(company_id: str, last_status_poll: datetime | None, now: datetime, interval: float) -> bool:
+    """True when the company's slot in the sweep cycle has come round since its last read.
+
+    Each company owns a fixed phase within the interval (hash of its id): its
+    sweep falls due at the first slot after its last read. Reads are therefore
+    never more than ``interval`` apart, and after a restart the sweeps spread
+    evenly over the interval rather than all landing together.
+    """
+    if last_status_poll is None:
+        return True
+    offset = phase(company_id) * interval
+    slot_now = math.floor(((now - _EPOCH).total_seconds() - offset) / interval)
+    slot_last = math.floor(((last_status_poll - _EPOCH).total_seconds() - offset) / interval)
+    return slot_now > slot_last
+
+
+def poll_reason(
+    company: Company, state: CompanyPollState | None, now: datetime, settings: PlanSettings
+) -> PollReason | None:
+    """Why this company's dataStatus should be read this cycle, or None if it need not be."""
+    if state is None or (state.last_status_poll is None and state.failures == 0):
+        return PollReason.NEW
+    if state.failures > 0:
+        since = (now - state.last_attempt).total_seconds() if state.last_attempt else math.inf
+        return PollReason.RETRY if since >= retry_backoff(state.failures, settings) else None
+    if last_sync_moved(state, company):
+        return PollReason.CHANGED
+    assert state.last_status_poll is not None  # failures == 0 and not new
+    since_read = (now - state.last_status_poll).total_seconds()
+    if state.open_sync and since_read >= max(settings.open_sync_interval, settings.poll_interval):
+        return PollReason.OPEN
+    if sweep_due(company.id, state.last_status_poll, now, settings.full_sweep_interval):
+        return PollReason.SWEEP
+    return None
+
+
+def plan_cycle(
+    state: Mapping[str, CompanyPollState],
+    companies: Sequence[Company],
+    now: datetime,
+    budget: float,
+    settings: PlanSettings | None = None,
+) -> CyclePlan:
+    """Decide this cycle's dataStatus reads for ``companies`` (already filtered and sharded).
+
+    ``budget`` is the number of requests that may be spent now. Wanted polls are
+    taken in priority order (new, changed, open, retry, sweep; the longest-unread
+    first within a priority) while they fit; the rest are deferred.
+    """
+    settings = settings or PlanSettings()
+    wanted: list[tuple[tuple[int, float, str], PlannedPoll]] = []
+    for company in companies:
+        previous = state.get(company.id)
+        reason = poll_reason(company, previous, now, settings)
+        if reason is None:
+            continue
+        last_read = previous.last_status_poll if previous and previous.last_status_poll else _EPOCH
+        key = (PRIORITY[reason], (last_read - _EPOCH).total_seconds(), company.id)
+        wanted.append((key, PlannedPoll(company.id, reason, ESTIMATED_COST[reason])))
+    wanted.sort(key=lambda item: item[0])
+    polls: list[PlannedPoll] = []
+    deferred: list[PlannedPoll] = []
+    remaining = budget
+    for _, poll in wanted:
+        if not deferred and poll.cost <= remaining:
+            polls.append(poll)
+            remaining -= poll.cost
+        else:
+            # Once something is deferred, everything of lower priority is too: cheaper sweeps
+            # must not overtake a change that is waiting for budget.
+            deferred.append(poll)
+    listed = {c.id for c in companies}
+    removed = frozenset(company_id for company_id in state if company_id not in listed)
+    return CyclePlan(tuple(polls), tuple(deferred), removed)
+
+
+def needs_history(
+    previous: Mapping[str, DataTypeStatus] | None,
+    current: Mapping[str, DataTypeStatus],
+    has_open_operations: bool,
+) -> bool:
+    """True when ``data/history`` must be read: first read, a ``latestSyncId`` changed, or an op is open."""
+    if previous is None or has_open_operations:
+        return True
+    for data_type, status in current.items():
+        before = previous.get(data_type)
+        if before is None:
+            if status.latest_sync_id is not None:
+                return True
+        elif before.latest_sync_id != status.latest_sync_id or before.current_status != status.current_status:
+            return True
+    return False
+
+
+def change_detection_interval(poll_interval: float, per_day: float, pages: int) -> float:
+    """Seconds between ``GET /companies`` sweeps: the configured interval, stretched to fit the budget."""
+    if per_day <= 0:
+        return poll_interval
+    affordable = max(1, pages) * 86400.0 / (per_day * CHANGE_DETECTION_SHARE)
+    return max(poll_interval, affordable)

@@ -1,0 +1,441 @@
+"""Snapshot → exposition bytes: rendered once per snapshot, served from memory on every scrape.
+
+This follows kube-state-metrics rather than a prometheus_client collector: a
+scrape of a million series through ``generate_latest`` costs seconds, while
+concatenating bytes rendered in the poll thread costs a memory copy.
+
+* ``render_snapshot`` turns a ``Snapshot`` into the sample lines of every
+  per-company family (both Prometheus text 0.0.4 and OpenMetrics 1.0.0 use the
+  same sample lines; only the ``# HELP``/``# TYPE`` headers differ), plus a gzip
+  member per family. Companies whose ``CompanySnapshot`` did not change since the
+  previous render are copied from it instead of rendered again.
+* ``codat_data_seconds_since_last_successful_sync`` must keep rising when
+  polling stalls, so it cannot be rendered ahead. Its lines are kept as one
+  ``%d`` template with the last-sync times beside it; a scrape fills the template
+  in one C-level call, at most once per wall-clock second.
+* A gzip stream may be several gzip members one after another (RFC 1952 §2.2;
+  Go's ``compress/gzip`` and Python's ``gzip`` read them all), so a gzip body is
+  the pre-compressed static members plus small members compressed per scrape.
+* ``ExpositionCache`` holds the current rendering (swapped as one reference)
+  and assembles bodies; the self-metrics registry is appended on each scrape.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import math
+import threading
+import zlib
+from array import array
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final, Literal, get_args
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import generate_latest as generate_text
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+from exporter import metrics
+from exporter.codat import statuses
+from exporter.collector.snapshot import CompanySnapshot, Snapshot
+from exporter.metrics import MetricSpec
+
+StatusMode = Literal["default", "full", "sparse"]
+STATUS_MODES: Final[tuple[str, ...]] = get_args(StatusMode)
+
+TEXT_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE: Final = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+GZIP_LEVEL: Final = 1
+"""zlib level for every member. Exposition text is so repetitive that level 1 is within ~5 % of
+level 6 in size at a third of the CPU (see bench/RESULTS.md)."""
+
+SINCE_SPEC: Final = metrics.DATA_SECONDS_SINCE_SYNC
+STATIC_SPECS: Final[tuple[MetricSpec, ...]] = tuple(
+    s for s in metrics.SNAPSHOT_METRICS if s is not SINCE_SPEC
+)
+"""Families rendered ahead of scrapes, in output order; the scrape-time family follows them."""
+
+(
+    _F_LAST_SYNC,
+    _F_STATUS,
+    _F_PULL_OPS,
+    _F_IN_PROGRESS,
+    _F_INFO,
+    _F_CONNECTION,
+    _F_UP,
+    _F_LAST_POLL,
+    _F_REFRESH,
+) = (
+    STATIC_SPECS.index(s)
+    for s in (
+        metrics.DATA_LAST_SUCCESSFUL_SYNC,
+        metrics.DATA_STATUS,
+        metrics.PULL_OPERATIONS,
+        metrics.PULL_OPERATIONS_IN_PROGRESS,
+        metrics.COMPANY_INFO,
+        metrics.CONNECTION_STATUS,
+        metrics.COMPANY_UP,
+        metrics.COMPANY_LAST_POLL_SUCCESS,
+        metrics.REFRESH_LAST_ATTEMPT,
+    )
+)
+_CONNECTION_STATES: Final = (*statuses.CONNECTION_STATUSES, statuses.OTHER)
+_EOF: Final = b"# EOF\n"
+
+
+def status_set(mode: str) -> tuple[str, ...]:
+    """The ``status`` label values of ``codat_data_status`` in a status mode.
+
+    ``default`` and ``full`` emit every value of the set (one-hot); ``sparse``
+    emits only the active one, named from the full set.
+    """
+    if mode == "default":
+        return (*statuses.SEED_STATUSES, statuses.OTHER)
+    if mode in ("full", "sparse"):
+        return (*statuses.ALL_STATUSES, statuses.OTHER)
+    raise ValueError(f"unknown status mode {mode!r}; expected one of {', '.join(STATUS_MODES)}")
+
+
+def escape_label_value(value: str) -> str:
+    """Escape a label value for both exposition formats (backslash, double quote, newline)."""
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return value
+
+
+def escape_help(text: str, *, openmetrics: bool) -> str:
+    """Escape HELP text: both formats escape backslash and newline, OpenMetrics also double quotes."""
+    text = text.replace("\\", "\\\\").replace("\n", "\\n")
+    return text.replace('"', '\\"') if openmetrics else text
+
+
+def family_header(spec: MetricSpec, *, openmetrics: bool) -> bytes:
+    """The ``# HELP`` and ``# TYPE`` lines of a family (OpenMetrics names counters without ``_total``)."""
+    name = spec.family if openmetrics else spec.name
+    help_text = escape_help(spec.help, openmetrics=openmetrics)
+    return f"# HELP {name} {help_text}\n# TYPE {name} {spec.type.value}\n".encode()
+
+
+def gzip_member(data: bytes | memoryview, level: int = GZIP_LEVEL) -> bytes:
+    """``data`` compressed as one complete gzip member."""
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)  # wbits 31: gzip header and trailer
+    return compressor.compress(data) + compressor.flush()
+
+
+def _encode(text: str) -> bytes:
+    # Codat data is JSON, which can carry lone surrogates: replace them rather than fail a render.
+    return text.encode("utf-8", "replace")
+
+
+def _ts(value: float) -> str:
+    return repr(float(value))
+
+
+_HEADERS: Final = {om: tuple(family_header(s, openmetrics=om) for s in STATIC_SPECS) for om in (False, True)}
+_HEADERS_GZ: Final = {om: tuple(gzip_member(h) for h in _HEADERS[om]) for om in (False, True)}
+_SINCE_HEADER: Final = {om: family_header(SINCE_SPEC, openmetrics=om) for om in (False, True)}
+_SINCE_HEADER_GZ: Final = {om: gzip_member(_SINCE_HEADER[om]) for om in (False, True)}
+_EOF_GZ: Final = gzip_member(_EOF)
+
+
+@dataclass(frozen=True, slots=True)
+class _CompanyRender:
+    """One company's lines: sample bytes per static family, and its scrape-time template."""
+
+    families: tuple[bytes, ...]
+    since_template: bytes
+    last_sync_seconds: Sequence[int]
+
+
+def _render_company(cs: CompanySnapshot, mode: str, state_set: tuple[str, ...]) -> _CompanyRender:
+    """Render one company's series; pure."""
+    company = cs.company
+    cid = f'company_id="{escape_label_value(company.id)}"'
+    last_sync: list[str] = []
+    status: list[str] = []
+    since: list[str] = []
+    since_seconds: list[int] = []
+    sparse = mode == "sparse"
+    status_name = metrics.DATA_STATUS.name
+    for data_type in sorted(cs.statuses):
+        entry = cs.statuses[data_type]
+        pair = f'{cid},data_type="{escape_label_value(data_type)}"'
+        if entry.last_successful_sync is not None:
+            synced = entry.last_successful_sync.timestamp()
+            last_sync.append(f"{metrics.DATA_LAST_SUCCESSFUL_SYNC.name}{{{pair}}} {_ts(synced)}\n")
+            # The template is filled with bytes %-formatting: a literal % must be doubled.
+            since.append(f"{SINCE_SPEC.name}{{{pair}}} ".replace("%", "%%") + "%d\n")
+            since_seconds.append(math.floor(synced))
+        active = statuses.one_hot_label(entry.current_status, state_set)
+        if sparse:
+            status.append(f'{status_name}{{{pair},status="{active}"}} 1\n')
+        else:
+            status.extend(
+                f'{status_name}{{{pair},status="{s}"}} {1 if s == active else 0}\n' for s in state_set
+            )
+    pull_ops = [
+        f'{metrics.PULL_OPERATIONS.name}{{{cid},data_type="{escape_label_value(data_type)}",'
+        f'status="{escape_label_value(op_status)}"}} {count}\n'
+        for (data_type, op_status), count in sorted(cs.pull_operations_total.items())
+    ]
+    in_progress = [
+        f'{metrics.PULL_OPERATIONS_IN_PROGRESS.name}{{{cid},data_type="{escape_label_value(data_type)}"}} '
+        f"{cs.pull_operations_in_progress.get(data_type, 0)}\n"
+        for data_type in sorted(set(cs.statuses) | set(cs.pull_operations_in_progress))
+    ]
+    tags = ",".join(f"{k}={v}" for k, v in sorted(company.tags.items()))
+    info = (
+        f'{metrics.COMPANY_INFO.name}{{{cid},company_name="{escape_label_value(company.name)}",'
+        f'platform="{escape_label_value(company.platform)}",tags="{escape_label_value(tags)}"}} 1\n'
+    )
+    connections: list[str] = []
+    for conn in sorted(company.connections, key=lambda c: c.id):
+        active = statuses.connection_status_label(conn.status)
+        labels = (
+            f'{cid},connection_id="{escape_label_value(conn.id)}",'
+            f'platform="{escape_label_value(conn.platform_name)}"'
+        )
+        connections.extend(
+            f'{metrics.CONNECTION_STATUS.name}{{{labels},status="{s}"}} {1 if s == active else 0}\n'
+            for s in _CONNECTION_STATES
+        )
+    up = f"{metrics.COMPANY_UP.name}{{{cid}}} {1 if cs.up else 0}\n"
+    last_poll = (
+        f"{metrics.COMPANY_LAST_POLL_SUCCESS.name}{{{cid}}} {_ts(cs.last_poll_success.timestamp())}\n"
+        if cs.last_poll_success is not None
+        else ""
+    )
+    refresh = [
+        f'{metrics.REFRESH_LAST_ATTEMPT.name}{{{cid},data_type="{escape_label_value(data_type)}"}} '
+        f"{_ts(when.timestamp())}\n"
+        for data_type, when in sorted(cs.refresh_last_attempt.items())
+    ]
+    by_family: list[str] = [""] * len(STATIC_SPECS)
+    by_family[_F_LAST_SYNC] = "".join(last_sync)
+    by_family[_F_STATUS] = "".join(status)
+    by_family[_F_PULL_OPS] = "".join(pull_ops)
+    by_family[_F_IN_PROGRESS] = "".join(in_progress)
+    by_family[_F_INFO] = info
+    by_family[_F_CONNECTION] = "".join(connections)
+    by_family[_F_UP] = up
+    by_family[_F_LAST_POLL] = last_poll
+    by_family[_F_REFRESH] = "".join(refresh)
+    return _CompanyRender(tuple(_encode(t) for t in by_family), _encode("".join(since)), since_seconds)
+
+
+def _unchanged(before: CompanySnapshot, now: CompanySnapshot) -> bool:
+    # Identity first: the scheduler keeps the object of a company that did not change.
+    return before is now or before == now
+
+
+def _offsets(lengths: Iterable[int]) -> array[int]:
+    out = array("q", [0])
+    total = 0
+    for n in lengths:
+        total += n
+        out.append(total)
+    return out
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class RenderedExposition:
+    """The pre-rendered exposition of one snapshot (read-only once built).
+
+    Company ``i`` (in ``company_ids`` order) owns ``families[f][offsets[f][i]:offsets[f][i+1]]``
+    of every static family, and the slices of ``since_template`` / ``last_sync_seconds`` given by
+    ``since_offsets`` / ``since_counts``, so the next render can copy unchanged companies.
+    """
+
+    status_mode: str
+    company_ids: tuple[str, ...]
+    companies: tuple[CompanySnapshot, ...]
+    families: tuple[bytes, ...]
+    offsets: tuple[array[int], ...]
+    families_gzip: tuple[bytes, ...]
+    since_template: bytes
+    since_offsets: array[int]
+    last_sync_seconds: array[int]
+    since_counts: array[int]
+    rendered_companies: int
+    """Companies rendered afresh (the rest were copied from the previous rendering)."""
+
+    @property
+    def series(self) -> int:
+        """Number of per-company series this rendering serves (static plus scrape-time)."""
+        return sum(f.count(b"\n") for f in self.families) + len(self.last_sync_seconds)
+
+    def since_lines(self, now_seconds: int) -> bytes:
+        """The sample lines of ``codat_data_seconds_since_last_successful_sync`` at ``now_seconds``."""
+        if not self.last_sync_seconds:
+            return b""
+        return self.since_template % tuple([now_seconds - t for t in self.last_sync_seconds])
+
+
+def render_snapshot(
+    snapshot: Snapshot, status_mode: str = "default", *, previous: RenderedExposition | None = None
+) -> RenderedExposition:
+    """Render every per-company family of ``snapshot``; reuse ``previous`` for unchanged companies.
+
+    A company is reused when its ``CompanySnapshot`` is the same object as (or equal to) the one
+    ``previous`` rendered with the same status mode. Companies are ordered by id.
+    """
+    state_set = status_set(status_mode)
+    reusable = previous is not None and previous.status_mode == status_mode
+    prev_index = {cid: i for i, cid in enumerate(previous.company_ids)} if previous and reusable else {}
+    prev_views = [memoryview(f) for f in previous.families] if previous and reusable else []
+    prev_template = memoryview(previous.since_template) if previous and reusable else memoryview(b"")
+
+    ids = tuple(sorted(snapshot.companies))
+    companies = tuple(snapshot.companies[cid] for cid in ids)
+    pieces: list[list[bytes | memoryview]] = [[] for _ in STATIC_SPECS]
+    lengths: list[list[int]] = [[] for _ in STATIC_SPECS]
+    template_pieces: list[bytes | memoryview] = []
+    template_lengths: list[int] = []
+    seconds = array("q")
+    counts: list[int] = []
+    rendered = 0
+    for cid, cs in zip(ids, companies, strict=True):
+        j = prev_index.get(cid)
+        if previous is not None and j is not None and _unchanged(previous.companies[j], cs):
+            for f, view in enumerate(prev_views):
+                start, end = previous.offsets[f][j], previous.offsets[f][j + 1]
+                pieces[f].append(view[start:end])
+                lengths[f].append(end - start)
+            start, end = previous.since_offsets[j], previous.since_offsets[j + 1]
+            template_pieces.append(prev_template[start:end])
+            template_lengths.append(end - start)
+            first, last = previous.since_counts[j], previous.since_counts[j + 1]
+            seconds.extend(previous.last_sync_seconds[first:last])
+            counts.append(last - first)
+            continue
+        rendered += 1
+        company = _render_company(cs, status_mode, state_set)
+        for f, data in enumerate(company.families):
+            pieces[f].append(data)
+            lengths[f].append(len(data))
+        template_pieces.append(company.since_template)
+        template_lengths.append(len(company.since_template))
+        seconds.extend(company.last_sync_seconds)
+        counts.append(len(company.last_sync_seconds))
+    families = tuple(b"".join(p) for p in pieces)
+    return RenderedExposition(
+        status_mode=status_mode,
+        company_ids=ids,
+        companies=companies,
+        families=families,
+        offsets=tuple(_offsets(n) for n in lengths),
+        families_gzip=tuple(gzip_member(f) for f in families),
+        since_template=b"".join(template_pieces),
+        since_offsets=_offsets(template_lengths),
+        last_sync_seconds=seconds,
+        since_counts=_offsets(counts),
+        rendered_companies=rendered,
+    )
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim: Callable[[int], int] = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to do
+        return None
+    return trim
+
+
+_MALLOC_TRIM: Final = _malloc_trim()
+
+
+def release_free_heap() -> None:
+    """Hand freed heap memory back to the OS (glibc only; a no-op elsewhere).
+
+    A render allocates and frees many megabytes of short-lived strings; glibc keeps that memory
+    mapped, so without this the process RSS would stay at the render's peak, not at what it holds.
+    """
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
+def registry_exposition(registry: CollectorRegistry, *, openmetrics: bool) -> bytes:
+    """A registry's exposition without the OpenMetrics ``# EOF`` (the body adds one at its very end)."""
+    if not openmetrics:
+        text: bytes = generate_text(registry)
+        return text
+    om: bytes = generate_openmetrics(registry)  # type: ignore[no-untyped-call]
+    return om.removesuffix(_EOF)
+
+
+class ExpositionCache:
+    """The /metrics body source: the current rendering plus the scrape-time parts; thread-safe.
+
+    ``update`` runs in the poll thread and swaps one reference; ``parts``/``body`` run on scrapes
+    and only read that reference, so a scrape never waits for a render.
+    """
+
+    def __init__(self, status_mode: str = "default", registry: CollectorRegistry | None = None) -> None:
+        """Start with an empty snapshot; ``registry`` (e.g. ``Telemetry.registry``) is appended per scrape."""
+        status_set(status_mode)  # fail fast on a bad mode
+        self.status_mode = status_mode
+        self.registry = registry
+        self._update_lock = threading.Lock()
+        self._since_lock = threading.Lock()
+        self._rendered = render_snapshot(Snapshot(), status_mode)
+        self._since: tuple[RenderedExposition, int, bytes, bytes | None] | None = None
+
+    @property
+    def rendered(self) -> RenderedExposition:
+        """The current rendering."""
+        return self._rendered
+
+    def update(self, snapshot: Snapshot) -> None:
+        """Render ``snapshot`` (reusing unchanged companies) and make it the one scrapes see."""
+        with self._update_lock:
+            self._rendered = render_snapshot(snapshot, self.status_mode, previous=self._rendered)
+            with self._since_lock:
+                self._since = None  # it may hold the previous rendering alive
+            release_free_heap()
+
+    def _since_block(self, rendered: RenderedExposition, now_seconds: int, *, gzip: bool) -> bytes:
+        # Scrapes within one wall-clock second share the block: the values have whole-second resolution.
+        with self._since_lock:
+            cached = self._since
+            if cached is None or cached[0] is not rendered or cached[1] != now_seconds:
+                cached = (rendered, now_seconds, rendered.since_lines(now_seconds), None)
+            if gzip and cached[3] is None:
+                cached = (*cached[:3], gzip_member(cached[2]) if cached[2] else b"")
+            self._since = cached
+            return cached[3] if gzip and cached[3] is not None else cached[2]
+
+    def parts(
+        self, openmetrics: bool, gzip: bool, now: float, registry: CollectorRegistry | None = None
+    ) -> list[bytes]:
+        """The body as a list of buffers to send in order (no copy of the large static parts).
+
+        ``now`` is Unix time; ``registry`` overrides the cache's own self-metrics registry.
+        """
+        rendered = self._rendered
+        headers = _HEADERS_GZ[openmetrics] if gzip else _HEADERS[openmetrics]
+        families = rendered.families_gzip if gzip else rendered.families
+        out: list[bytes] = []
+        for header, samples in zip(headers, families, strict=True):
+            out.append(header)
+            if samples:
+                out.append(samples)
+        out.append(_SINCE_HEADER_GZ[openmetrics] if gzip else _SINCE_HEADER[openmetrics])
+        since = self._since_block(rendered, math.floor(now), gzip=gzip)
+        if since:
+            out.append(since)
+        registry = registry if registry is not None else self.registry
+        if registry is not None:
+            extra = registry_exposition(registry, openmetrics=openmetrics)
+            out.append(gzip_member(extra) if gzip else extra)
+        if openmetrics:
+            out.append(_EOF_GZ if gzip else _EOF)
+        return out
+
+    def body(
+        self, openmetrics: bool, gzip: bool, now: float, registry: CollectorRegistry | None = None
+    ) -> bytes:
+        """The whole /metrics body as one bytes object (see ``parts``)."""
+        return b"".join(self.parts(openmetrics, gzip, now, registry))

@@ -1,0 +1,1 @@
+"""Refreshing Codat data: one refresh action, the pure auto-refresh policy, and its executor."""

@@ -1,0 +1,216 @@
+"""Parsing Codat webhook bodies into typed events, tolerantly.
+
+Only what the exporter acts on is required: the ``eventType``, the company id of
+``read.completed`` and the ``expiryDate`` of ``client.rateLimit.reached``.
+Everything else is optional and read leniently, because Codat adds fields and
+event types over time: an unknown event type parses to ``OtherEvent`` (counted,
+then ignored), and the whole ``dataTypes`` array is always read, skipping
+entries that are not objects rather than failing the delivery.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+READ_COMPLETED: Final = "read.completed"
+READ_COMPLETED_INITIAL: Final = "read.completed.initial"
+RATE_LIMIT_REACHED: Final = "client.rateLimit.reached"
+RATE_LIMIT_RESET: Final = "client.rateLimit.reset"
+KNOWN_EVENT_TYPES: Final = frozenset(
+    {READ_COMPLETED, READ_COMPLETED_INITIAL, RATE_LIMIT_REACHED, RATE_LIMIT_RESET}
+)
+OTHER_EVENT_TYPE: Final = "other"
+"""The ``event_type`` label of every event type the exporter does not act on (keeps the label bounded)."""
+
+# Codat timestamps: date, optional time with 0–7 fractional digits, optional Z or offset.
+_DATETIME_RE: Final = re.compile(
+    r"\s*(\d{4})-(\d{1,2})-(\d{1,2})"
+    r"(?:[T ](\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:\.(\d+))?)?)?"
+    r"\s*(Z|[+-]\d{2}:?\d{2})?\s*",
+    re.IGNORECASE | re.ASCII,
+)
+
+
+class PayloadError(ValueError):
+    """A webhook body the exporter cannot act on (not JSON, not an object, a required field missing)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DataTypeResult:
+    """One element of ``read.completed``'s ``dataTypes``: the outcome of fetching one data type."""
+
+    data_type: str | None
+    status: str | None
+    connection_id: str | None = None
+    records_modified: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadCompleted:
+    """``read.completed`` / ``read.completed.initial``: Codat finished fetching data types of a company."""
+
+    event_type: str
+    event_id: str | None
+    generated_date: datetime | None
+    company_id: str
+    company_name: str | None
+    modified_from_date: datetime | None
+    data_types: tuple[DataTypeResult, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitReached:
+    """``client.rateLimit.reached``: the client's daily quota is spent until ``expiry``."""
+
+    event_type: str
+    event_id: str | None
+    generated_date: datetime | None
+    expiry: datetime
+    daily_quota: int | None
+    quota_remaining: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitReset:
+    """``client.rateLimit.reset``: the client's quota was reset; requests may resume."""
+
+    event_type: str
+    event_id: str | None
+    generated_date: datetime | None
+    daily_quota: int | None
+    quota_remaining: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class OtherEvent:
+    """An event type the exporter does not act on (``event_type`` is the raw value, for logs only)."""
+
+    event_type: str
+    event_id: str | None
+
+
+Event = ReadCompleted | RateLimitReached | RateLimitReset | OtherEvent
+
+
+def event_type_label(event_type: str | None) -> str:
+    """The bounded ``event_type`` label for a raw event type: itself if known, else ``other``."""
+    if event_type in KNOWN_EVENT_TYPES:
+        return event_type
+    return OTHER_EVENT_TYPE
+
+
+def parse_lenient_datetime(value: object) -> datetime | None:
+    """Read a Codat timestamp as an aware UTC datetime; ``None`` if it is not one.
+
+    Out-of-range fields roll over instead of failing (the spec's own example
+    ``2024-09-01T23:59:99Z`` becomes ``2024-09-02T00:00:39Z``); a missing zone
+    means UTC; fractions beyond microseconds are truncated.
+    """
+    if not isinstance(value, str):
+        return None
+    match = _DATETIME_RE.fullmatch(value)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    try:
+        # Month and day cannot roll over meaningfully; clamp the day to the month's last.
+        base = datetime(int(year), int(month), 1, tzinfo=UTC)
+        next_month = (base.replace(day=28) + timedelta(days=4)).replace(day=1)
+        day_index = min(max(int(day), 1), (next_month - base).days) - 1
+        offset = timedelta(
+            days=day_index,
+            hours=int(hour or 0),
+            minutes=int(minute or 0),
+            seconds=int(second or 0),
+            microseconds=int((fraction or "0")[:6].ljust(6, "0")),
+        )
+        moment = base + offset - _zone_offset(zone)
+    except (ValueError, OverflowError):
+        return None
+    return moment
+
+
+def _zone_offset(zone: str | None) -> timedelta:
+    if zone is None or zone.upper() == "Z":
+        return timedelta(0)
+    sign = -1 if zone[0] == "-" else 1
+    digits = zone[1:].replace(":", "")
+    return sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _int(value: object) -> int | None:
+    # bool is an int subclass; a quota of True is not a number.
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _object(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _data_type_results(value: object) -> tuple[DataTypeResult, ...]:
+    if not isinstance(value, list):
+        return ()
+    results = []
+    for item in value:
+        if not isinstance(item, dict):
+            continue
+        modified = item.get("recordsModified")
+        results.append(
+            DataTypeResult(
+                data_type=_str(item.get("dataType")),
+                status=_str(item.get("status")),
+                connection_id=_str(item.get("connectionId")),
+                records_modified=modified if isinstance(modified, bool) else None,
+            )
+        )
+    return tuple(results)
+
+
+def parse_event(body: bytes) -> Event:
+    """Parse a verified webhook body; raise ``PayloadError`` if it cannot be acted on."""
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        raise PayloadError("body is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise PayloadError("body is not a JSON object")
+    event_type = document.get("eventType")
+    if not isinstance(event_type, str) or not event_type:
+        raise PayloadError("eventType is missing")
+    event_id = _str(document.get("id"))
+    generated = parse_lenient_datetime(document.get("generatedDate"))
+    payload = document.get("payload")
+    if event_type not in KNOWN_EVENT_TYPES:
+        return OtherEvent(event_type, event_id)
+    if not isinstance(payload, dict):
+        raise PayloadError(f"{event_type}: payload is missing")
+    if event_type in (READ_COMPLETED, READ_COMPLETED_INITIAL):
+        company = _object(payload.get("referenceCompany"))
+        company_id = _str(company.get("id"))
+        if company_id is None:
+            raise PayloadError(f"{event_type}: payload.referenceCompany.id is missing")
+        return ReadCompleted(
+            event_type=event_type,
+            event_id=event_id,
+            generated_date=generated,
+            company_id=company_id,
+            company_name=_str(company.get("name")),
+            modified_from_date=parse_lenient_datetime(payload.get("modifiedFromDate")),
+            data_types=_data_type_results(payload.get("dataTypes")),
+        )
+    daily_quota = _int(payload.get("dailyQuota"))
+    remaining = _int(payload.get("quotaRemaining"))
+    if event_type == RATE_LIMIT_REACHED:
+        expiry = parse_lenient_datetime(payload.get("expiryDate"))
+        if expiry is None:
+            raise PayloadError(f"{event_type}: payload.expiryDate is missing or not a date")
+        return RateLimitReached(event_type, event_id, generated, expiry, daily_quota, remaining)
+    return RateLimitReset(event_type, event_id, generated, daily_quota, remaining)

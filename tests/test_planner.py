@@ -1,0 +1,217 @@
+"""Tiered polling decisions: what each cycle reads, and what it defers to stay within budget."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from exporter.codat.models import Company, Connection, DataTypeStatus
+from exporter.collector.budget import DEFAULT_QUOTA_LIMIT, RequestBudget, daily_budget
+from exporter.collector.planner import (
+    CompanyPollState,
+    PlanSettings,
+    PollReason,
+    change_detection_interval,
+    needs_history,
+    plan_cycle,
+    poll_reason,
+    retry_backoff,
+    sweep_due,
+)
+
+NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+EARLIER = NOW - timedelta(minutes=10)
+SETTINGS = PlanSettings(poll_interval=60, full_sweep_interval=6 * 3600, open_sync_interval=300)
+
+
+def company(
+    cid: str = "c1", last_sync: datetime | None = EARLIER, conn_sync: datetime | None = EARLIER
+) -> Company:
+    return Company(
+        id=cid,
+        name=cid,
+        last_sync=last_sync,
+        connections=(Connection(id="k1", platform_name="Xero", status="Linked", last_sync=conn_sync),),
+    )
+
+
+def seen(**overrides: object) -> CompanyPollState:
+    base: dict[str, object] = {
+        "last_sync_seen": EARLIER,
+        "connection_syncs_seen": {"k1": EARLIER},
+        "last_status_poll": NOW - timedelta(minutes=1),
+        "open_sync": False,
+        "failures": 0,
+        "last_attempt": NOW - timedelta(minutes=1),
+    }
+    base.update(overrides)
+    return CompanyPollState(**base)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("name", "listed", "state", "expected"),
+    [
+        ("never seen", company(), None, PollReason.NEW),
+        ("nothing moved", company(), seen(), None),
+        ("company lastSync moved", company(last_sync=NOW), seen(), PollReason.CHANGED),
+        ("connection lastSync moved", company(conn_sync=NOW), seen(), PollReason.CHANGED),
+        ("new connection appeared", company(), seen(connection_syncs_seen={}), PollReason.CHANGED),
+        ("open sync, read recently", company(), seen(open_sync=True), None),
+        (
+            "open sync, re-read due",
+            company(),
+            seen(open_sync=True, last_status_poll=NOW - timedelta(minutes=5)),
+            PollReason.OPEN,
+        ),
+        (
+            "failed, backoff not over",
+            company(),
+            seen(failures=2, last_attempt=NOW - timedelta(seconds=90)),
+            None,
+        ),
+        (
+            "failed, backoff over",
+            company(),
+            seen(failures=2, last_attempt=NOW - timedelta(seconds=120)),
+            PollReason.RETRY,
+        ),
+        (
+            "failed first poll retries, not new",
+            company(),
+            seen(failures=1, last_status_poll=None, last_attempt=NOW - timedelta(minutes=2)),
+            PollReason.RETRY,
+        ),
+        (
+            "not read for a whole sweep interval",
+            company(),
+            seen(last_status_poll=NOW - timedelta(hours=6)),
+            PollReason.SWEEP,
+        ),
+    ],
+)
+def test_poll_reason_table(
+    name: str, listed: Company, state: CompanyPollState | None, expected: PollReason | None
+) -> None:
+    assert poll_reason(listed, state, NOW, SETTINGS) is expected, name
+
+
+def test_retry_backoff_doubles_and_is_capped() -> None:
+    assert [retry_backoff(n, SETTINGS) for n in range(5)] == [0, 60, 120, 240, 480]
+    assert retry_backoff(40, SETTINGS) == SETTINGS.max_retry_backoff
+
+
+def test_sweep_is_due_at_most_one_interval_after_the_last_read() -> None:
+    interval = 3600.0
+    for cid in ("a", "b", "c", "d"):
+        last = NOW
+        due_after = next(
+            s for s in range(1, 3700) if sweep_due(cid, last, last + timedelta(seconds=s), interval)
+        )
+        assert 0 < due_after <= interval
+
+
+def test_sweeps_after_a_restart_spread_over_the_interval() -> None:
+    interval = 3600.0
+    ids = [f"company-{i}" for i in range(400)]
+    first_due = [
+        next(m for m in range(1, 61) if sweep_due(cid, NOW, NOW + timedelta(minutes=m), interval))
+        for cid in ids
+    ]
+    per_quarter = [sum(1 for m in first_due if q * 15 < m <= (q + 1) * 15) for q in range(4)]
+    assert all(60 <= n <= 140 for n in per_quarter), per_quarter
+
+
+def test_plan_defers_sweeps_before_changes_when_budget_is_short() -> None:
+    changed = [company(f"chg{i}", last_sync=NOW) for i in range(3)]
+    swept = [company(f"swp{i}") for i in range(3)]
+    state = {c.id: seen(last_status_poll=NOW - timedelta(hours=7)) for c in swept}
+    state.update({c.id: seen() for c in changed})
+    plan = plan_cycle(state, changed + swept, NOW, budget=7.0, settings=SETTINGS)
+    assert [p.reason for p in plan.polls] == [PollReason.CHANGED] * 3 + [PollReason.SWEEP]
+    assert [p.reason for p in plan.deferred] == [PollReason.SWEEP] * 2
+    assert plan.estimated_cost == 7.0
+
+
+def test_plan_puts_new_companies_first_and_never_lets_cheaper_work_overtake() -> None:
+    listed = [company("old", last_sync=NOW), company("new")]
+    plan = plan_cycle({"old": seen()}, listed, NOW, budget=2.0, settings=SETTINGS)
+    assert [(p.company_id, p.reason) for p in plan.polls] == [("new", PollReason.NEW)]
+    assert [p.company_id for p in plan.deferred] == ["old"]
+
+
+def test_plan_reports_companies_that_disappeared() -> None:
+    plan = plan_cycle({"gone": seen(), "c1": seen()}, [company("c1")], NOW, budget=100.0, settings=SETTINGS)
+    assert plan.removed == frozenset({"gone"})
+    assert plan.polls == ()
+
+
+def test_unlimited_budget_plans_everything() -> None:
+    listed = [company(f"c{i}") for i in range(50)]
+    plan = plan_cycle({}, listed, NOW, budget=float("inf"), settings=SETTINGS)
+    assert len(plan.polls) == 50 and plan.deferred == ()
+
+
+def _status(dt: str, sync_id: str | None, status: str | None = "Complete") -> DataTypeStatus:
+    return DataTypeStatus(data_type=dt, current_status=status, latest_sync_id=sync_id)
+
+
+@pytest.mark.parametrize(
+    ("name", "previous", "current", "open_ops", "expected"),
+    [
+        ("first read", None, {"invoices": _status("invoices", "s1")}, False, True),
+        (
+            "unchanged",
+            {"invoices": _status("invoices", "s1")},
+            {"invoices": _status("invoices", "s1")},
+            False,
+            False,
+        ),
+        (
+            "latestSyncId moved",
+            {"invoices": _status("invoices", "s1")},
+            {"invoices": _status("invoices", "s2")},
+            False,
+            True,
+        ),
+        (
+            "an op is open",
+            {"invoices": _status("invoices", "s1")},
+            {"invoices": _status("invoices", "s1")},
+            True,
+            True,
+        ),
+        ("new type synced", {}, {"bills": _status("bills", "s9")}, False, True),
+        ("new type never synced", {}, {"bills": _status("bills", None, None)}, False, False),
+    ],
+)
+def test_needs_history_table(
+    name: str,
+    previous: dict[str, DataTypeStatus] | None,
+    current: dict[str, DataTypeStatus],
+    open_ops: bool,
+    expected: bool,
+) -> None:
+    assert needs_history(previous, current, open_ops) is expected, name
+
+
+def test_change_detection_stretches_to_fit_a_small_budget() -> None:
+    assert change_detection_interval(60, per_day=100_000, pages=1) == 60
+    # 1 company, 2,000 requests a day at a 0.5 share: 1,000 a day, half of it for listing.
+    assert change_detection_interval(60, per_day=1000, pages=1) == pytest.approx(172.8)
+    assert change_detection_interval(60, per_day=1000, pages=2) == pytest.approx(345.6)
+
+
+def test_daily_budget_is_the_share_of_the_quota_with_a_conservative_default() -> None:
+    assert daily_budget(201_000, 0.5) == 100_500
+    assert daily_budget(None, 0.5) == DEFAULT_QUOTA_LIMIT * 0.5
+
+
+def test_request_budget_refills_at_the_daily_pace_up_to_an_hour() -> None:
+    bucket = RequestBudget.full(per_day=24_000, now=NOW)
+    assert bucket.available(NOW) == 1000
+    bucket.spend(1000)
+    assert bucket.available(NOW + timedelta(minutes=30)) == pytest.approx(500)
+    assert bucket.available(NOW + timedelta(days=3)) == 1000
+    bucket.resize(2400, NOW + timedelta(days=3))
+    assert bucket.available(NOW + timedelta(days=3)) == 100

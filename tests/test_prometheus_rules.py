@@ -1,0 +1,190 @@
+"""The shipped alert and recording rules: promtool checks and unit tests, and the alert conventions."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from exporter.codat.statuses import ERROR_STATUSES
+from exporter.metrics import ALL_METRICS, MetricType
+from tests.support.tools import REPO_ROOT, require_tool
+
+PROMETHEUS_DIR = REPO_ROOT / "prometheus"
+ALERTS = PROMETHEUS_DIR / "alerts.yml"
+RULES = PROMETHEUS_DIR / "rules.yml"
+ALERTMANAGER_EXAMPLE = PROMETHEUS_DIR / "alertmanager.example.yml"
+UNIT_TESTS = sorted((PROMETHEUS_DIR / "tests").glob("*_test.yml"))
+RUNBOOK = REPO_ROOT / "docs" / "runbook.md"
+RUNBOOK_BASE = "https://github.com/codat-exporter/codat-exporter/blob/main/docs/runbook.md"
+
+
+def _load(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(path.read_text())
+    return data
+
+
+def _rules(path: Path) -> list[dict[str, Any]]:
+    return [rule for group in _load(path)["groups"] for rule in group["rules"]]
+
+
+ALERT_RULES = [rule for rule in _rules(ALERTS) if "alert" in rule]
+ALERT_NAMES = sorted({rule["alert"] for rule in ALERT_RULES})
+RECORDED_NAMES = {rule["record"] for rule in _rules(RULES)}
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a markdown heading."""
+    slug = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return slug.replace(" ", "-")
+
+
+def test_rule_files_pass_promtool_check() -> None:
+    promtool = require_tool("promtool")
+    result = _run(promtool, "check", "rules", str(ALERTS), str(RULES))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_unit_tests_pass() -> None:
+    promtool = require_tool("promtool")
+    assert UNIT_TESTS, "no promtool unit tests found"
+    result = _run(promtool, "test", "rules", *map(str, UNIT_TESTS))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_wrong_expectation_fails_the_promtool_unit_tests(tmp_path: Path) -> None:
+    """Guards the guard: promtool must report a broken expectation, not pass silently."""
+    promtool = require_tool("promtool")
+    source = PROMETHEUS_DIR / "tests" / "exporter_alerts_test.yml"
+    broken = source.read_text().replace("received 75 rate-limited", "received 74 rate-limited")
+    assert broken != source.read_text()
+    (tmp_path / "tests").mkdir()
+    for name in ("alerts.yml", "rules.yml"):
+        (tmp_path / name).write_text((PROMETHEUS_DIR / name).read_text())
+    (tmp_path / "tests" / source.name).write_text(broken)
+    result = _run(promtool, "test", "rules", str(tmp_path / "tests" / source.name))
+    assert result.returncode != 0
+    assert "received 75 rate-limited" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("rule", ALERT_RULES, ids=lambda r: f"{r['alert']}-{r['labels']['severity']}")
+def test_every_alert_follows_the_mixin_conventions(rule: dict[str, Any]) -> None:
+    assert re.fullmatch(r"Codat[A-Z][A-Za-z]+", rule["alert"])
+    assert rule["labels"]["severity"] in ("critical", "warning", "info")
+    annotations = rule["annotations"]
+    assert set(annotations) >= {"summary", "description", "runbook_url"}
+    assert "{{" not in annotations["summary"], "summary must be static"
+    assert annotations["summary"].endswith(".")
+    if not rule["expr"].startswith("absent("):  # an absent series has no labels to fill in
+        assert "{{" in annotations["description"], "description must be templated"
+    assert annotations["runbook_url"] == f"{RUNBOOK_BASE}#{rule['alert'].lower()}"
+
+
+def test_every_runbook_anchor_exists_in_the_runbook() -> None:
+    headings = re.findall(r"^#{2,3} (.+)$", RUNBOOK.read_text(), flags=re.MULTILINE)
+    anchors = {github_anchor(h) for h in headings}
+    for rule in ALERT_RULES:
+        anchor = rule["annotations"]["runbook_url"].rsplit("#", 1)[1]
+        assert anchor in anchors, f"{rule['alert']}: no '#{anchor}' section in docs/runbook.md"
+
+
+def test_alerts_about_a_company_carry_its_name() -> None:
+    for rule in ALERT_RULES:
+        if "company_id" in rule["annotations"]["description"]:
+            assert "company_name" in rule["annotations"]["description"], rule["alert"]
+            if "over_threshold" not in rule["expr"]:  # the recorded series carry the name already
+                assert "group_left (company_name)" in rule["expr"], rule["alert"]
+
+
+def _alert_tests() -> list[dict[str, Any]]:
+    cases = []
+    for path in UNIT_TESTS:
+        for test in _load(path)["tests"]:
+            cases.extend(test.get("alert_rule_test", []))
+    return cases
+
+
+@pytest.mark.parametrize("alertname", ALERT_NAMES)
+def test_every_alert_has_a_firing_and_a_quiet_unit_test(alertname: str) -> None:
+    cases = [case for case in _alert_tests() if case["alertname"] == alertname]
+    firing = [case for case in cases if case["exp_alerts"]]
+    assert firing, f"{alertname}: no unit test where it fires"
+    assert any(not case["exp_alerts"] for case in cases), f"{alertname}: no unit test where it stays quiet"
+    for case in firing:
+        for alert in case["exp_alerts"]:
+            assert set(alert["exp_annotations"]) == {"summary", "description", "runbook_url"}
+            assert "severity" in alert["exp_labels"]
+            if "company_id" in alert["exp_labels"]:
+                assert alert["exp_labels"].get("company_name"), f"{alertname}: company name not joined"
+
+
+def _status_alternatives(expr: str) -> set[str]:
+    match = re.search(r'status=~"([^"]+)"', expr)
+    assert match, expr
+    return set(match.group(1).split("|"))
+
+
+def test_error_status_selectors_match_the_status_catalogue() -> None:
+    sync_failing = next(r for r in ALERT_RULES if r["alert"] == "CodatSyncFailing")
+    assert _status_alternatives(sync_failing["expr"]) == ERROR_STATUSES - {"AuthError"}
+    for rule in _rules(RULES):
+        if "status=~" in rule["expr"]:
+            assert _status_alternatives(rule["expr"]) == ERROR_STATUSES, rule["record"]
+
+
+def _catalogue_names() -> set[str]:
+    names = set()
+    for spec in ALL_METRICS:
+        names.add(spec.name)
+        if spec.type is MetricType.HISTOGRAM:
+            names |= {f"{spec.name}_bucket", f"{spec.name}_sum", f"{spec.name}_count"}
+    return names
+
+
+def test_rules_use_only_catalogue_metrics_and_recorded_series() -> None:
+    known = _catalogue_names() | RECORDED_NAMES | {"up"}
+    for rule in _rules(ALERTS) + _rules(RULES):
+        expr = re.sub(r'"[^"]*"', '""', rule["expr"])  # label values are not series names
+        names = {token for token in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr) if "codat" in token}
+        for name in names:
+            assert name in known, f"unknown series {name!r} in {rule.get('alert') or rule['record']}"
+
+
+def test_recording_rules_follow_the_level_metric_operations_naming() -> None:
+    for name in RECORDED_NAMES:
+        assert re.fullmatch(r"[a-z_]+:[a-z_]+(:[a-z0-9_]+)?", name), name
+
+
+def test_alertmanager_example_passes_amtool() -> None:
+    amtool = require_tool("amtool")
+    result = _run(amtool, "check-config", str(ALERTMANAGER_EXAMPLE))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("labels", "receiver"),
+    [
+        (("severity=critical", "alertname=CodatDataStale", "company_id=c1"), "codat-pager"),
+        (("severity=critical", "alertname=CodatExporterDown"), "codat-pager"),
+        (("severity=warning", "alertname=CodatDataStale", "company_id=c1"), "codat-tickets"),
+        (("severity=warning", "alertname=CodatApiQuotaLow"), "codat-tickets"),
+    ],
+)
+def test_alertmanager_example_routes_by_severity(labels: tuple[str, ...], receiver: str) -> None:
+    amtool = require_tool("amtool")
+    result = _run(amtool, "config", "routes", "test", f"--config.file={ALERTMANAGER_EXAMPLE}", *labels)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == receiver
+
+
+def test_alertmanager_example_groups_by_alert_and_company() -> None:
+    route = _load(ALERTMANAGER_EXAMPLE)["route"]
+    assert route["group_by"] == ["alertname", "company_id"]

@@ -1,0 +1,110 @@
+"""Webhooks end to end: a simulated Codat sync completes, its signed event reaches the exporter, and
+/metrics shows the new sync long before the next poll would have."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.app import App, build_app
+from exporter.config.loading import load_config
+from exporter.metrics import DATA_LAST_SUCCESSFUL_SYNC, WEBHOOK_LATENCY, WEBHOOKS_RECEIVED
+from exporter.simulator import FakeClock, Scenario, Simulator
+from tests.support.tools import free_port
+from tests.support.webhooks import SECRET_TEXT
+
+DEADLINE_SECONDS = 10.0
+
+
+@dataclass
+class Stack:
+    sim: Simulator
+    clock: FakeClock
+    app: App
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        body = requests.get(self.app.url + "/metrics", timeout=10).text
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(body)
+            for sample in family.samples
+        }
+
+    def last_sync(self, company_id: str, data_type: str) -> float | None:
+        labels = (("company_id", company_id), ("data_type", data_type))
+        return self.metrics().get((DATA_LAST_SUCCESSFUL_SYNC.name, labels))
+
+
+def wait_for(condition: object, what: str, timeout: float = DEADLINE_SECONDS) -> None:
+    """Poll ``condition()`` until it is truthy; fail naming ``what`` after ``timeout`` seconds."""
+    assert callable(condition)
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)  # polling interval of the wait loop, not synchronisation
+
+
+@pytest.fixture
+def stack(fake_clock: FakeClock) -> Iterator[Stack]:
+    sim = Simulator(Scenario.generated(companies=5, data_types=3, seed=7), api_key="demo", clock=fake_clock)
+    sim_server = sim.serve(host="127.0.0.1", port=0)
+    config = load_config(
+        None,
+        env={"CODAT_WEBHOOK_SECRET": SECRET_TEXT},
+        overrides={
+            "codat.base_url": sim_server.url,
+            "codat.api_key": "demo",
+            "polling.interval": "1h",  # no poll would notice the sync within the test
+            "server.listen_address": f"127.0.0.1:{free_port()}",
+        },
+    )
+    app = build_app(config)
+    app.start()
+    try:
+        sim.configure_webhooks(app.url + config.webhooks.path, SECRET_TEXT)
+        wait_for(lambda: requests.get(app.url + "/readyz", timeout=5).status_code == 200, "first poll")
+        yield Stack(sim, fake_clock, app)
+    finally:
+        app.stop()
+        sim.close()
+        sim_server.close()
+
+
+def test_completed_sync_shows_in_metrics_via_webhook_before_any_poll(stack: Stack) -> None:
+    company_id = stack.sim.company_ids[0]
+    data_type = sorted(stack.sim.data_status(company_id))[0]
+    before = stack.last_sync(company_id, data_type)
+
+    stack.clock.advance(3600)
+    stack.sim.queue_sync(company_id, data_type, outcome="Complete")
+    stack.sim.complete_syncs_now(company_id)
+    expected = stack.clock.now().timestamp()
+
+    wait_for(lambda: stack.last_sync(company_id, data_type) == pytest.approx(expected), "the new sync time")
+    assert before != pytest.approx(expected)
+    # No change-detection cycle ran (1 h interval): the webhook's targeted poll did it.
+    assert stack.sim.count_requests("companies") == 1
+    assert stack.sim.count_requests("dataStatus", company_id) == 2
+    processed = (("event_type", "read.completed"), ("result", "processed"))
+    assert stack.metrics()[(WEBHOOKS_RECEIVED.name, processed)] >= 1
+    wait_for(
+        lambda: stack.metrics().get((WEBHOOK_LATENCY.name + "_count", ()), 0) >= 1,
+        "the webhook latency observation",
+    )
+
+
+def test_forged_event_changes_nothing(stack: Stack) -> None:
+    company_id = stack.sim.company_ids[0]
+    body = b'{"eventType":"read.completed","payload":{"referenceCompany":{"id":"%s"}}}' % company_id.encode()
+    headers = {"webhook-id": "forged", "webhook-timestamp": str(int(time.time())), "webhook-signature": "v1,AAAA"}
+    answer = requests.post(stack.app.url + "/webhooks/codat", data=body, headers=headers, timeout=10)
+    assert answer.status_code == 401
+    invalid = (("event_type", "other"), ("result", "invalid_signature"))
+    assert stack.metrics()[(WEBHOOKS_RECEIVED.name, invalid)] == 1
+    assert stack.sim.count_requests("dataStatus", company_id) == 1  # only the first poll

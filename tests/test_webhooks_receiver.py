@@ -1,0 +1,374 @@
+"""The webhook receiver over real HTTP: answers, state changes (or none), self-metrics, and its own port."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import requests
+from pydantic import SecretStr
+
+from exporter.collector.snapshot import Snapshot
+from exporter.config.schema import WebhookSettings
+from exporter.exposition import ExpositionCache
+from exporter.landing import LandingData
+from exporter.metrics import WEBHOOK_LATENCY, WEBHOOKS_RECEIVED, Telemetry
+from exporter.server import ExporterServer, Request, Response
+from exporter.webhooks import build_webhook_receiver, webhooks_enabled
+from exporter.webhooks.receiver import WebhookReceiver
+from exporter.webhooks.verify import SecretError, SigningSecret
+from tests.support.snapshots import company
+from tests.support.tools import free_port
+from tests.support.webhooks import (
+    SECRET,
+    SECRET_TEXT,
+    RecordingScheduler,
+    post,
+    rate_limit,
+    read_completed,
+    signed,
+)
+
+MAX_BODY = 4096
+SERVER_MAX_BODY = 8192
+OTHER_SHARD = "company-of-another-shard"
+
+
+@dataclass
+class Harness:
+    receiver: WebhookReceiver
+    scheduler: RecordingScheduler
+    telemetry: Telemetry
+    url: str
+
+    def count(self, event_type: str, result: str) -> float:
+        value = self.telemetry.registry.get_sample_value(
+            WEBHOOKS_RECEIVED.name, {"event_type": event_type, "result": result}
+        )
+        return value or 0.0
+
+    def settle(self) -> None:
+        assert self.receiver.wait_idle(timeout=10), "the dispatch worker did not drain its queue"
+
+
+def make_receiver(scheduler: RecordingScheduler, telemetry: Telemetry, **kwargs: object) -> WebhookReceiver:
+    return WebhookReceiver(
+        SECRET,
+        scheduler,
+        telemetry,
+        owns=lambda company_id: company_id != OTHER_SHARD,
+        max_body_bytes=MAX_BODY,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+@dataclass
+class _Mount:
+    """Lets one server (module-scoped: stopping one costs half a second) carry each test's receiver."""
+
+    receiver: WebhookReceiver | None = None
+
+    def handle(self, request: Request) -> Response:
+        assert self.receiver is not None
+        return self.receiver.handle(request)
+
+    def count_too_large(self, path: str) -> None:
+        assert self.receiver is not None
+        self.receiver.count_too_large(path)
+
+
+@pytest.fixture(scope="module")
+def mounted_server() -> Iterator[tuple[ExporterServer, _Mount]]:
+    mount = _Mount()
+    server = ExporterServer(
+        "127.0.0.1:0",
+        ExpositionCache(),
+        None,
+        ready=lambda: True,
+        landing=lambda: LandingData(Snapshot()),
+        routes={("POST", "/webhooks/codat"): mount.handle},
+        max_body_bytes=SERVER_MAX_BODY,
+        on_body_too_large=mount.count_too_large,
+    )
+    server.start()
+    try:
+        yield server, mount
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def harness(mounted_server: tuple[ExporterServer, _Mount]) -> Iterator[Harness]:
+    server, mount = mounted_server
+    scheduler = RecordingScheduler()
+    telemetry = Telemetry()
+    receiver = make_receiver(scheduler, telemetry)
+    assert list(receiver.route) == [("POST", "/webhooks/codat")]
+    mount.receiver = receiver
+    receiver.start()
+    try:
+        yield Harness(receiver, scheduler, telemetry, server.url + "/webhooks/codat")
+    finally:
+        receiver.stop()
+        mount.receiver = None
+
+
+def test_valid_read_completed_polls_the_company_now(harness: Harness) -> None:
+    body = read_completed("c1")
+    response = post(harness.url, body, signed(body, "msg_1"))
+    assert response.status_code == 200
+    harness.settle()
+    assert harness.scheduler.polls == [("c1", "webhook")]
+    assert harness.count("read.completed", "processed") == 1
+
+
+def test_initial_read_completed_also_polls(harness: Harness) -> None:
+    body = read_completed("c1", event_type="read.completed.initial")
+    assert post(harness.url, body, signed(body, "msg_1")).status_code == 200
+    harness.settle()
+    assert harness.scheduler.polls == [("c1", "webhook")]
+    assert harness.count("read.completed.initial", "processed") == 1
+
+
+def test_svix_header_names_are_accepted_over_http(harness: Harness) -> None:
+    body = read_completed("c1")
+    assert post(harness.url, body, signed(body, "msg_1", prefix="svix")).status_code == 200
+    harness.settle()
+    assert harness.scheduler.polls == [("c1", "webhook")]
+
+
+def test_duplicate_delivery_is_acknowledged_but_processed_once(harness: Harness) -> None:
+    body = read_completed("c1")
+    headers = signed(body, "msg_same")
+    first = post(harness.url, body, headers)
+    second = post(harness.url, body, signed(body, "msg_same"))  # a retry: same id, new timestamp
+    assert (first.status_code, second.status_code) == (200, 200)
+    harness.settle()
+    assert harness.scheduler.polls == [("c1", "webhook")]
+    assert harness.count("read.completed", "processed") == 1
+    assert harness.count("read.completed", "duplicate") == 1
+
+
+def test_unsigned_request_gets_401_and_changes_nothing(harness: Harness) -> None:
+    response = post(harness.url, read_completed("c1"), {"Content-Type": "application/json"})
+    assert response.status_code == 401
+    harness.settle()
+    assert not harness.scheduler.touched
+    assert harness.count("other", "invalid_signature") == 1
+
+
+def test_wrong_secret_gets_401_and_changes_nothing(harness: Harness) -> None:
+    body = read_completed("c1")
+    other = SigningSecret.parse("whsec_" + "QW5vdGhlciBrZXkgZm9yIGFub3RoZXIgZW5kcG9pbnQ=")
+    assert post(harness.url, body, signed(body, "msg_1", secret=other)).status_code == 401
+    harness.settle()
+    assert not harness.scheduler.touched
+
+
+def test_stale_and_future_timestamps_get_the_same_generic_401(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = read_completed("c1")
+    now = int(time.time())
+    caplog.set_level(logging.INFO, logger="exporter.webhooks")
+    old = post(harness.url, body, signed(body, "msg_old", timestamp=now - 3600))
+    new = post(harness.url, body, signed(body, "msg_new", timestamp=now + 3600))
+    tampered = post(harness.url, body + b" ", signed(body, "msg_tampered"))
+    assert old.status_code == new.status_code == tampered.status_code == 401
+    # The caller learns nothing about why; the operator's log does.
+    assert old.content == new.content == tampered.content
+    assert "timestamp_too_old" in caplog.text
+    assert "timestamp_too_new" in caplog.text
+    assert "no_matching_signature" in caplog.text
+    harness.settle()
+    assert not harness.scheduler.touched
+    assert harness.count("other", "invalid_signature") == 3
+
+
+def test_rejected_delivery_does_not_use_up_its_id(harness: Harness) -> None:
+    body = read_completed("c1")
+    assert post(harness.url, body + b"tampered", signed(body, "msg_1")).status_code == 401
+    assert post(harness.url, body, signed(body, "msg_1")).status_code == 200
+    harness.settle()
+    assert harness.scheduler.polls == [("c1", "webhook")]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{not json", b"[]", b'{"eventType": "read.completed", "payload": {"dataTypes": []}}'],
+)
+def test_signed_but_malformed_body_gets_400_and_changes_nothing(harness: Harness, body: bytes) -> None:
+    response = post(harness.url, body, signed(body, "msg_bad"))
+    assert response.status_code == 400
+    harness.settle()
+    assert not harness.scheduler.touched
+    assert harness.count("other", "bad_request") == 1
+
+
+def test_body_over_the_limit_gets_413_before_verification(harness: Harness) -> None:
+    body = read_completed("c1") + b" " * MAX_BODY
+    response = post(harness.url, body, signed(body, "msg_big"))
+    assert response.status_code == 413
+    harness.settle()
+    assert not harness.scheduler.touched
+    assert harness.count("other", "too_large") == 1
+
+
+def test_body_over_the_server_limit_is_refused_unread_and_counted(harness: Harness) -> None:
+    body = b" " * (SERVER_MAX_BODY + 1)
+    response = post(harness.url, body, signed(body, "msg_huge"))
+    assert response.status_code == 413
+    harness.settle()
+    assert not harness.scheduler.touched
+    assert harness.count("other", "too_large") == 1
+
+
+def test_company_of_another_shard_is_ignored(harness: Harness) -> None:
+    body = read_completed(OTHER_SHARD)
+    assert post(harness.url, body, signed(body, "msg_1")).status_code == 200
+    harness.settle()
+    assert harness.scheduler.polls == []
+    assert harness.count("read.completed", "ignored") == 1
+
+
+def test_rate_limit_reached_pauses_until_expiry_even_with_invalid_seconds(harness: Harness) -> None:
+    body = rate_limit("client.rateLimit.reached", expiry="2026-01-05T23:59:99Z")
+    assert post(harness.url, body, signed(body, "msg_rl")).status_code == 200
+    harness.settle()
+    assert harness.scheduler.pauses == [datetime(2026, 1, 6, 0, 0, 39, tzinfo=UTC)]
+    assert harness.count("client.rateLimit.reached", "processed") == 1
+
+
+def test_rate_limit_reset_resumes_polling(harness: Harness) -> None:
+    body = rate_limit("client.rateLimit.reset")
+    assert post(harness.url, body, signed(body, "msg_reset")).status_code == 200
+    harness.settle()
+    assert harness.scheduler.resumes == 1
+    assert harness.count("client.rateLimit.reset", "processed") == 1
+
+
+def test_unknown_event_type_is_acknowledged_and_counted_as_other(harness: Harness) -> None:
+    body = b'{"id": "x", "eventType": "connection.deleted", "payload": {"connectionId": "k"}}'
+    assert post(harness.url, body, signed(body, "msg_other")).status_code == 200
+    harness.settle()
+    assert not harness.scheduler.touched
+    assert harness.count("other", "ignored") == 1
+
+
+def test_get_on_the_webhook_path_is_not_allowed(harness: Harness) -> None:
+    response = requests.get(harness.url, timeout=10)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "POST"
+
+
+def test_a_failing_dispatch_does_not_stop_the_worker(harness: Harness) -> None:
+    harness.scheduler.fail_on = "c-bad"
+    bad, good = read_completed("c-bad"), read_completed("c-good")
+    assert post(harness.url, bad, signed(bad, "msg_bad")).status_code == 200
+    assert post(harness.url, good, signed(good, "msg_good")).status_code == 200
+    harness.settle()
+    assert harness.scheduler.polls == [("c-good", "webhook")]
+
+
+def test_secret_never_appears_in_logs_or_repr(harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    body = read_completed("c1")
+    post(harness.url, body, signed(body, "msg_1"))
+    post(harness.url, body, {"webhook-id": "x", "webhook-timestamp": "1", "webhook-signature": "v1,AAAA"})
+    harness.settle()
+    secret_body = SECRET_TEXT.removeprefix("whsec_")
+    assert secret_body not in caplog.text
+    assert secret_body not in repr(harness.receiver)
+
+
+def test_full_queue_answers_503_and_the_retry_is_accepted_later() -> None:
+    scheduler = RecordingScheduler()
+    receiver = make_receiver(scheduler, Telemetry(), queue_size=1)  # worker not started yet
+    first, second = read_completed("c1"), read_completed("c2")
+    assert receiver.receive(signed(first, "msg_1"), first).status == 200
+    busy = receiver.receive(signed(second, "msg_2"), second)
+    assert busy.status == 503
+    assert busy.headers["Retry-After"] == "5"
+    receiver.start()
+    try:
+        assert receiver.wait_idle(timeout=10)
+        assert receiver.receive(signed(second, "msg_2"), second).status == 200  # not marked seen
+        assert receiver.wait_idle(timeout=10)
+    finally:
+        receiver.stop()
+    assert scheduler.polls == [("c1", "webhook"), ("c2", "webhook")]
+
+
+def test_latency_is_observed_when_a_snapshot_shows_the_company_polled_again() -> None:
+    t0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    scheduler = RecordingScheduler(snapshot=Snapshot({"c1": company("c1", {}, last_poll_success=t0)}))
+    telemetry = Telemetry()
+    clock = [100.0]
+    receiver = make_receiver(scheduler, telemetry, monotonic=lambda: clock[0])
+    body = read_completed("c1")
+    receiver.start()
+    try:
+        assert receiver.receive(signed(body, "msg_1"), body).status == 200
+        assert receiver.wait_idle(timeout=10)
+    finally:
+        receiver.stop()
+    count = WEBHOOK_LATENCY.name + "_count"
+    clock[0] = 101.5
+    receiver.on_snapshot(scheduler.snapshot)  # same poll as before: not yet reflected
+    assert telemetry.registry.get_sample_value(count) == 0
+    later = t0 + timedelta(minutes=1)
+    receiver.on_snapshot(Snapshot({"c1": company("c1", {}, last_poll_success=later)}))
+    assert telemetry.registry.get_sample_value(count) == 1
+    assert telemetry.registry.get_sample_value(WEBHOOK_LATENCY.name + "_sum") == pytest.approx(1.5)
+    receiver.on_snapshot(Snapshot({"c1": company("c1", {}, last_poll_success=later)}))
+    assert telemetry.registry.get_sample_value(count) == 1  # observed once per delivery
+
+
+def test_own_listen_address_serves_only_the_webhook() -> None:
+    scheduler = RecordingScheduler()
+    settings = WebhookSettings(
+        enabled=True,
+        secret=SecretStr(SECRET_TEXT),
+        listen_address=f"127.0.0.1:{free_port()}",
+        max_body_bytes=2048,
+    )
+    telemetry = Telemetry()
+    receiver = build_webhook_receiver(settings, scheduler, telemetry, owns=lambda _: True)
+    assert receiver.route == {}
+    receiver.start()
+    try:
+        assert receiver.url is not None
+        body = read_completed("c1")
+        assert post(receiver.url + "/webhooks/codat", body, signed(body, "msg_1")).status_code == 200
+        assert requests.get(receiver.url + "/metrics", timeout=10).status_code == 404
+        assert requests.get(receiver.url + "/", timeout=10).status_code == 404
+        assert requests.get(receiver.url + "/healthz", timeout=10).status_code == 200
+        big = b" " * 4096
+        assert post(receiver.url + "/webhooks/codat", big, signed(big, "msg_big")).status_code == 413
+        assert receiver.wait_idle(timeout=10)
+    finally:
+        receiver.stop()
+    assert scheduler.polls == [("c1", "webhook")]
+    too_large = {"event_type": "other", "result": "too_large"}
+    assert telemetry.registry.get_sample_value(WEBHOOKS_RECEIVED.name, too_large) == 1
+
+
+def test_builder_uses_the_configured_path_and_tolerance() -> None:
+    settings = WebhookSettings(enabled=True, secret=SecretStr(SECRET_TEXT), path="/hooks/codat", tolerance=30)
+    scheduler = RecordingScheduler()
+    receiver = build_webhook_receiver(settings, scheduler, Telemetry(), owns=lambda _: True)
+    assert list(receiver.route) == [("POST", "/hooks/codat")]
+    body = read_completed("c1")
+    assert receiver.receive(signed(body, "m1", timestamp=int(time.time()) - 60), body).status == 401
+    assert receiver.receive(signed(body, "m2"), body).status == 200
+
+
+def test_webhooks_are_off_by_default_and_need_a_secret() -> None:
+    assert not webhooks_enabled(WebhookSettings())
+    assert webhooks_enabled(WebhookSettings(enabled=True, secret=SecretStr(SECRET_TEXT)))
+    with pytest.raises(SecretError):
+        build_webhook_receiver(WebhookSettings(), RecordingScheduler(), Telemetry(), owns=lambda _: True)
