@@ -96,7 +96,9 @@ def run_day(
             ours = _totals(scheduler)
             for key in (truth - seen_counts).keys() | (ours.keys() ^ expected.keys()):
                 if ours[key] != expected[key]:
-                    missed.append(f"{clock.now().isoformat()} counter {key}: ours {ours[key]} truth {expected[key]}")
+                    missed.append(
+                        f"{clock.now().isoformat()} counter {key}: ours {ours[key]} truth {expected[key]}"
+                    )
             for company_id in {key[0] for key in truth - seen_counts}:
                 snapshot = scheduler.snapshot.companies[company_id]
                 for data_type, body in sim.data_status(company_id).items():
@@ -135,11 +137,13 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=60.0)
     args = parser.parse_args()
     result = run_day(args.companies, args.data_types, args.hours, args.interval)
-    print(f"companies={result.companies} data_types={args.data_types} hours={result.hours:g} interval={result.interval:g}s")
+    shape = f"companies={result.companies} data_types={args.data_types} hours={result.hours:g}"
+    print(f"{shape} interval={result.interval:g}s")
     print(f"syncs completed: {result.completed_syncs}; not visible within one interval: {len(result.missed)}")
     print(f"requests by endpoint: {result.requests_by_endpoint}")
     print(f"ours:  {result.requests} requests = {result.per_company_per_day:.1f} per company per day")
-    print(f"naive: {result.naive_requests} requests = {result.naive_per_company_per_day:.0f} per company per day")
+    naive = result.naive_per_company_per_day
+    print(f"naive: {result.naive_requests} requests = {naive:.0f} per company per day")
     print(f"ours / naive = {result.share_of_naive:.2%}   (wall time {result.wall_seconds:.0f}s)")
 
 

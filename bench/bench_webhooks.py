@@ -34,8 +34,8 @@ from exporter.config.schema import Config
 from exporter.metrics import DATA_LAST_SUCCESSFUL_SYNC, WEBHOOK_LATENCY, Telemetry
 from exporter.simulator import FakeClock, Scenario, Simulator
 from tests.support.tools import free_port
+from tests.support.webhooks import SECRET_TEXT as SECRET
 
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 ENDPOINTS = ("companies", "dataStatus", "history")
 
 
@@ -109,7 +109,7 @@ def measure_latency(events: int) -> LatencyResult:
             sim.complete_syncs_now(company_id)
             expected = clock.now().timestamp()
             started = time.perf_counter()
-            _wait(lambda c=company_id, d=data_type, e=expected: _last_sync(app, c, d) == e)  # type: ignore[misc]
+            _wait(lambda: _last_sync(app, company_id, data_type) == expected)  # noqa: B023 - used at once
             samples.append(time.perf_counter() - started)
         count, total = _exporter_histogram(app)
     finally:
@@ -131,7 +131,9 @@ class BudgetResult:
 def measure_budget(label: str, companies: int, *, webhooks: bool, overrides: dict[str, Any]) -> BudgetResult:
     """Run one simulated day of cycles and count what the simulator received."""
     clock = FakeClock()
-    sim = Simulator(Scenario.generated(companies=companies, data_types=5, seed=11), api_key="demo", clock=clock)
+    sim = Simulator(
+        Scenario.generated(companies=companies, data_types=5, seed=11), api_key="demo", clock=clock
+    )
     server = sim.serve()
     config = _config(server.url, webhooks=webhooks, overrides=overrides)
     client = CodatClient("demo", server.url, requests_per_minute=1e9, max_concurrency=4)
@@ -197,9 +199,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("webhooks, relaxed change detection (15 min, 24 h sweep)", True, {"polling.interval": "15m"}),
     ]
     results = [
-        measure_budget(label, args.companies, webhooks=hooks, overrides=extra) for label, hooks, extra in variants
+        measure_budget(label, args.companies, webhooks=hooks, overrides=extra)
+        for label, hooks, extra in variants
     ]
-    print(f"### Codat requests per company per day ({args.companies} companies × 5 data types, daily syncs)\n")
+    print(
+        f"### Codat requests per company per day ({args.companies} companies × 5 data types, daily syncs)\n"
+    )
     print("| configuration | companies list | dataStatus | history | total | webhooks processed |")
     print("|---|---|---|---|---|---|")
     for r in results:

@@ -28,7 +28,7 @@ import math
 import threading
 import zlib
 from array import array
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
@@ -37,6 +37,11 @@ from prometheus_client.exposition import generate_latest as generate_text
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from exporter import metrics
+
+try:
+    from isal.isal_zlib import compressobj
+except ImportError:  # no ISA-L wheel for this platform: zlib is slower, its output the same format
+    from zlib import compressobj  # type: ignore[assignment]
 from exporter.codat import statuses
 from exporter.collector.snapshot import CompanySnapshot, Snapshot
 from exporter.metrics import MetricSpec
@@ -48,7 +53,7 @@ TEXT_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE: Final = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 GZIP_LEVEL: Final = 1
-"""zlib level for every member. Exposition text is so repetitive that level 1 is within ~5 % of
+"""Level of every gzip member. Exposition text is so repetitive that level 1 is within ~5 % of
 level 6 in size at a third of the CPU (see bench/RESULTS.md)."""
 
 SINCE_SPEC: Final = metrics.DATA_SECONDS_SINCE_SYNC
@@ -119,8 +124,8 @@ def family_header(spec: MetricSpec, *, openmetrics: bool) -> bytes:
 
 
 def gzip_member(data: bytes | memoryview, level: int = GZIP_LEVEL) -> bytes:
-    """``data`` compressed as one complete gzip member."""
-    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)  # wbits 31: gzip header and trailer
+    """``data`` compressed as one complete gzip member (ISA-L when installed, else zlib)."""
+    compressor = compressobj(level, zlib.DEFLATED, 31)  # wbits 31: gzip header and trailer
     return compressor.compress(data) + compressor.flush()
 
 
@@ -230,15 +235,6 @@ def _unchanged(before: CompanySnapshot, now: CompanySnapshot) -> bool:
     return before is now or before == now
 
 
-def _offsets(lengths: Iterable[int]) -> array[int]:
-    out = array("q", [0])
-    total = 0
-    for n in lengths:
-        total += n
-        out.append(total)
-    return out
-
-
 @dataclass(frozen=True, slots=True, eq=False)
 class RenderedExposition:
     """The pre-rendered exposition of one snapshot (read-only once built).
@@ -273,66 +269,124 @@ class RenderedExposition:
         return self.since_template % tuple([now_seconds - t for t in self.last_sync_seconds])
 
 
+_Run = tuple[int, int]
+"""Companies ``[j, k)`` of the previous rendering, copied unchanged as one slice."""
+
+
+def _splice_bytes(
+    segments: Sequence[_Run | _CompanyRender],
+    old: bytes,
+    old_offsets: array[int],
+    column: Callable[[_CompanyRender], bytes],
+) -> tuple[bytes, array[int]]:
+    """One column (a family's samples, or the template) of the new rendering, and its offsets."""
+    view = memoryview(old)
+    pieces: list[bytes | memoryview] = []
+    offsets = array("q", [0])
+    total = 0
+    for segment in segments:
+        if isinstance(segment, tuple):
+            j, k = segment
+            base = old_offsets[j]
+            pieces.append(view[base : old_offsets[k]])
+            shift = total - base
+            offsets.extend([o + shift for o in old_offsets[j + 1 : k + 1]])
+            total += old_offsets[k] - base
+        else:
+            data = column(segment)
+            pieces.append(data)
+            total += len(data)
+            offsets.append(total)
+    return b"".join(pieces), offsets
+
+
+def _splice_seconds(
+    segments: Sequence[_Run | _CompanyRender], old: array[int], old_counts: array[int]
+) -> tuple[array[int], array[int]]:
+    """The last-sync seconds of the new rendering, and each company's offsets into them."""
+    seconds = array("q")
+    counts = array("q", [0])
+    for segment in segments:
+        if isinstance(segment, tuple):
+            j, k = segment
+            base = old_counts[j]
+            shift = len(seconds) - base
+            seconds.extend(old[base : old_counts[k]])
+            counts.extend([c + shift for c in old_counts[j + 1 : k + 1]])
+        else:
+            seconds.extend(segment.last_sync_seconds)
+            counts.append(len(seconds))
+    return seconds, counts
+
+
+def _family_column(f: int) -> Callable[[_CompanyRender], bytes]:
+    return lambda company: company.families[f]
+
+
 def render_snapshot(
     snapshot: Snapshot, status_mode: str = "default", *, previous: RenderedExposition | None = None
 ) -> RenderedExposition:
     """Render every per-company family of ``snapshot``; reuse ``previous`` for unchanged companies.
 
     A company is reused when its ``CompanySnapshot`` is the same object as (or equal to) the one
-    ``previous`` rendered with the same status mode. Companies are ordered by id.
+    ``previous`` rendered with the same status mode. Companies are ordered by id, so unchanged
+    neighbours form runs that are copied with one slice per family.
     """
     state_set = status_set(status_mode)
-    reusable = previous is not None and previous.status_mode == status_mode
-    prev_index = {cid: i for i, cid in enumerate(previous.company_ids)} if previous and reusable else {}
-    prev_views = [memoryview(f) for f in previous.families] if previous and reusable else []
-    prev_template = memoryview(previous.since_template) if previous and reusable else memoryview(b"")
-
+    if previous is None or previous.status_mode != status_mode:
+        previous = _EMPTY
+    prev_index = {cid: i for i, cid in enumerate(previous.company_ids)}
     ids = tuple(sorted(snapshot.companies))
     companies = tuple(snapshot.companies[cid] for cid in ids)
-    pieces: list[list[bytes | memoryview]] = [[] for _ in STATIC_SPECS]
-    lengths: list[list[int]] = [[] for _ in STATIC_SPECS]
-    template_pieces: list[bytes | memoryview] = []
-    template_lengths: list[int] = []
-    seconds = array("q")
-    counts: list[int] = []
-    rendered = 0
+    segments: list[_Run | _CompanyRender] = []
     for cid, cs in zip(ids, companies, strict=True):
         j = prev_index.get(cid)
-        if previous is not None and j is not None and _unchanged(previous.companies[j], cs):
-            for f, view in enumerate(prev_views):
-                start, end = previous.offsets[f][j], previous.offsets[f][j + 1]
-                pieces[f].append(view[start:end])
-                lengths[f].append(end - start)
-            start, end = previous.since_offsets[j], previous.since_offsets[j + 1]
-            template_pieces.append(prev_template[start:end])
-            template_lengths.append(end - start)
-            first, last = previous.since_counts[j], previous.since_counts[j + 1]
-            seconds.extend(previous.last_sync_seconds[first:last])
-            counts.append(last - first)
+        if j is None or not _unchanged(previous.companies[j], cs):
+            segments.append(_render_company(cs, status_mode, state_set))
             continue
-        rendered += 1
-        company = _render_company(cs, status_mode, state_set)
-        for f, data in enumerate(company.families):
-            pieces[f].append(data)
-            lengths[f].append(len(data))
-        template_pieces.append(company.since_template)
-        template_lengths.append(len(company.since_template))
-        seconds.extend(company.last_sync_seconds)
-        counts.append(len(company.last_sync_seconds))
-    families = tuple(b"".join(p) for p in pieces)
+        last = segments[-1] if segments else None
+        if isinstance(last, tuple) and last[1] == j:
+            segments[-1] = (last[0], j + 1)
+        else:
+            segments.append((j, j + 1))
+    columns = [
+        _splice_bytes(segments, previous.families[f], previous.offsets[f], _family_column(f))
+        for f in range(len(STATIC_SPECS))
+    ]
+    template, template_offsets = _splice_bytes(
+        segments, previous.since_template, previous.since_offsets, lambda c: c.since_template
+    )
+    seconds, counts = _splice_seconds(segments, previous.last_sync_seconds, previous.since_counts)
+    families = tuple(data for data, _ in columns)
     return RenderedExposition(
         status_mode=status_mode,
         company_ids=ids,
         companies=companies,
         families=families,
-        offsets=tuple(_offsets(n) for n in lengths),
+        offsets=tuple(offsets for _, offsets in columns),
         families_gzip=tuple(gzip_member(f) for f in families),
-        since_template=b"".join(template_pieces),
-        since_offsets=_offsets(template_lengths),
+        since_template=template,
+        since_offsets=template_offsets,
         last_sync_seconds=seconds,
-        since_counts=_offsets(counts),
-        rendered_companies=rendered,
+        since_counts=counts,
+        rendered_companies=sum(1 for s in segments if not isinstance(s, tuple)),
     )
+
+
+_EMPTY: Final = RenderedExposition(
+    status_mode="",
+    company_ids=(),
+    companies=(),
+    families=tuple(b"" for _ in STATIC_SPECS),
+    offsets=tuple(array("q", [0]) for _ in STATIC_SPECS),
+    families_gzip=tuple(b"" for _ in STATIC_SPECS),
+    since_template=b"",
+    since_offsets=array("q", [0]),
+    last_sync_seconds=array("q"),
+    since_counts=array("q", [0]),
+    rendered_companies=0,
+)
+"""Nothing rendered yet: the "previous rendering" of a first render."""
 
 
 def _malloc_trim() -> Callable[[int], int] | None:

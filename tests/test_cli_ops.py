@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from exporter.cli import main
-from exporter.cli.ops import format_age, format_duration, progress_printer, render_table
+from exporter.cli.ops import Output, format_age, format_duration, progress_printer, render_table
 from exporter.codat.models import Page
 from tests.conftest import RunningSimulator
 
@@ -342,8 +342,12 @@ class _Terminal(io.StringIO):
 def test_progress_is_written_per_page_only_to_a_terminal() -> None:
     page = Page(results=(1, 2, 3), page_number=2, page_size=3, total_results=9)
     terminal = _Terminal()
-    on_page = progress_printer(terminal, "companies")
+    output = Output(json=False, out=io.StringIO(), err=terminal)
+    on_page = progress_printer(output, "companies")
     assert on_page is not None
     on_page(page)
-    assert terminal.getvalue() == "\rcompanies: page 2, 3 of 9"
-    assert progress_printer(io.StringIO(), "companies") is None
+    on_page(page)
+    output.end_progress()
+    output.end_progress()
+    assert terminal.getvalue() == "\rcompanies: page 2, 3 of 9\rcompanies: page 2, 6 of 9\n"
+    assert progress_printer(Output(json=False, out=io.StringIO(), err=io.StringIO()), "companies") is None

@@ -68,3 +68,27 @@ def test_unreadable_file_exits_2(tmp_path: Path, text: str | None, expected: str
     code, _, err = run_check(path)
     assert code == 2
     assert expected in err
+
+
+def test_cli_check_config_exit_codes_and_streams(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from exporter.cli import main
+
+    for name in ("CODAT_API_KEY", "CODAT_API_KEY_FILE", "CODAT_WEBHOOK_SECRET", "CODAT_WEBHOOK_SECRET_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    good = REPO_ROOT / "config.example.yaml"
+    assert main(["check-config", str(good)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"{good}: OK\n")
+    assert captured.err == ""
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("auto_refresh: {rules: [{max_staleness: 6 hours}]}\n", encoding="utf-8")
+    assert main(["check-config", str(bad)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert (
+        'auto_refresh.rules[0].max_staleness: not a duration: "6 hours" (use e.g. 90s, 5m, 6h, 1d)'
+        in captured.err.splitlines()
+    )

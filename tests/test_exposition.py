@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from exporter import exposition, metrics
 from exporter.codat import statuses
 from exporter.codat.models import Connection
+from exporter.collector.snapshot import CompanySnapshot
 from exporter.exposition import ExpositionCache, render_snapshot
 from tests.support.snapshots import T0, company, rich_snapshot, snapshot
 
@@ -316,3 +317,40 @@ def test_any_snapshot_parses_back_with_one_active_status_per_pair(
         assert len(values) == (1 if mode == "sparse" else len(exposition.status_set(mode)))
     (info,) = select(series, metrics.COMPANY_INFO.name, company_id="c1")
     assert dict(info)["company_name"] == name
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    steps=st.lists(
+        st.lists(st.tuples(st.integers(0, 9), st.sampled_from(["keep", "change", "drop"])), max_size=10),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_incremental_renders_match_a_fresh_render(steps: list[list[tuple[int, str]]]) -> None:
+    def make(i: int, version: int) -> CompanySnapshot:
+        return company(
+            f"c{i}",
+            {"invoices": ("Complete", T0 - timedelta(seconds=version)), "bills": (None, None)},
+            pull_operations_total={("invoices", "Complete"): version},
+        )
+
+    current = {f"c{i}": make(i, 0) for i in range(0, 10, 2)}
+    cache = ExpositionCache("default")
+    cache.update(snapshot(*current.values()))
+    for step_number, edits in enumerate(steps, start=1):
+        touched: set[str] = set()
+        for i, action in edits:
+            if action == "drop":
+                current.pop(f"c{i}", None)
+                touched.discard(f"c{i}")
+            elif action == "change" or f"c{i}" not in current:
+                current[f"c{i}"] = make(i, step_number)
+                touched.add(f"c{i}")
+        snap = snapshot(*current.values())
+        cache.update(snap)
+        assert cache.rendered.rendered_companies == len(touched)
+        fresh = ExpositionCache("default")
+        fresh.update(snap)
+        assert cache.body(True, False, NOW) == fresh.body(True, False, NOW)
+        assert cache.body(False, True, NOW) == fresh.body(False, True, NOW)

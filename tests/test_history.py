@@ -131,17 +131,20 @@ def test_terminal_operations_table(
 def test_operation_seen_open_then_terminal_is_counted_once_then() -> None:
     ledger = STARTED
     ledger, first, _ = scan_all(ledger, [op("a", 1, "Fetching")], 10)
-    assert first.new_terminal == () and [o.id for o in first.open] == ["a"]
+    assert first.new_terminal == ()
+    assert [o.id for o in first.open] == ["a"]
     ledger, second, _ = scan_all(ledger, [op("a", 1, "Complete")], 10)
     assert [o.id for o in second.new_terminal] == ["a"]
     ledger, third, _ = scan_all(ledger, [op("a", 1, "Complete")], 10)
-    assert third.new_terminal == () and ledger.open == {}
+    assert third.new_terminal == ()
+    assert ledger.open == {}
 
 
 def test_first_scan_is_a_baseline() -> None:
     ledger, result, _ = scan_all(HistoryLedger(limit=10), [op("b", 2), op("a", 1, "Processing")], 10)
     assert result.baseline
-    assert ledger.started and ledger.open == {"a": T0 + timedelta(minutes=1)}
+    assert ledger.started
+    assert ledger.open == {"a": T0 + timedelta(minutes=1)}
     _, later, _ = scan_all(ledger, [op("c", 3), op("b", 2), op("a", 1)], 10)
     assert not later.baseline
     assert sorted(o.id for o in later.new_terminal) == ["a", "c"]
@@ -171,7 +174,8 @@ def test_failed_scan_changes_nothing() -> None:
     scan = HistoryScan(ledger)
     scan.add_page([op("a", 1)])
     # The caller drops the scan (page 2 failed): the ledger it holds is untouched.
-    assert ledger.seen == () and ledger.open == {}
+    assert ledger.seen == ()
+    assert ledger.open == {}
 
 
 def test_memory_is_bounded_and_evicted_ids_are_not_recounted() -> None:

@@ -149,7 +149,8 @@ def test_plan_reports_companies_that_disappeared() -> None:
 def test_unlimited_budget_plans_everything() -> None:
     listed = [company(f"c{i}") for i in range(50)]
     plan = plan_cycle({}, listed, NOW, budget=float("inf"), settings=SETTINGS)
-    assert len(plan.polls) == 50 and plan.deferred == ()
+    assert len(plan.polls) == 50
+    assert plan.deferred == ()
 
 
 def _status(dt: str, sync_id: str | None, status: str | None = "Complete") -> DataTypeStatus:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pytest
 import requests
@@ -102,9 +103,25 @@ def test_completed_sync_shows_in_metrics_via_webhook_before_any_poll(stack: Stac
 def test_forged_event_changes_nothing(stack: Stack) -> None:
     company_id = stack.sim.company_ids[0]
     body = b'{"eventType":"read.completed","payload":{"referenceCompany":{"id":"%s"}}}' % company_id.encode()
-    headers = {"webhook-id": "forged", "webhook-timestamp": str(int(time.time())), "webhook-signature": "v1,AAAA"}
+    headers = {
+        "webhook-id": "forged",
+        "webhook-timestamp": str(int(time.time())),
+        "webhook-signature": "v1,AAAA",
+    }
     answer = requests.post(stack.app.url + "/webhooks/codat", data=body, headers=headers, timeout=10)
     assert answer.status_code == 401
     invalid = (("event_type", "other"), ("result", "invalid_signature"))
     assert stack.metrics()[(WEBHOOKS_RECEIVED.name, invalid)] == 1
     assert stack.sim.count_requests("dataStatus", company_id) == 1  # only the first poll
+
+
+def test_rate_limit_events_pause_and_resume_the_scheduler(stack: Stack) -> None:
+    # The spec's own example has 99 seconds; the pause still ends at a real time.
+    reached = {"dailyQuota": 12000, "quotaRemaining": 0, "expiryDate": "2030-01-01T23:59:99Z"}
+    stack.sim.webhooks.enqueue("client.rateLimit.reached", reached, stack.clock.now())
+    resumes_at = datetime(2030, 1, 2, 0, 0, 39, tzinfo=UTC)
+    wait_for(lambda: stack.app.scheduler.paused_until == resumes_at, "the pause")
+
+    reset = {"dailyQuota": 12000, "quotaRemaining": 12000, "expiryDate": "2030-01-02T23:59:59Z"}
+    stack.sim.webhooks.enqueue("client.rateLimit.reset", reset, stack.clock.now())
+    wait_for(lambda: stack.app.scheduler.paused_until is None, "the resume")

@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from exporter.collector.snapshot import Snapshot
@@ -372,3 +374,27 @@ def test_webhooks_are_off_by_default_and_need_a_secret() -> None:
     assert webhooks_enabled(WebhookSettings(enabled=True, secret=SecretStr(SECRET_TEXT)))
     with pytest.raises(SecretError):
         build_webhook_receiver(WebhookSettings(), RecordingScheduler(), Telemetry(), owns=lambda _: True)
+
+
+header_names = st.sampled_from(
+    ["webhook-id", "webhook-timestamp", "webhook-signature", "svix-id", "svix-signature", "content-length"]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    headers=st.dictionaries(header_names, st.text(alphabet=st.characters(codec="latin-1"), max_size=60)),
+    body=st.binary(max_size=300),
+    signed_for_real=st.booleans(),
+)
+def test_any_request_gets_a_4xx_or_2xx_answer_never_an_exception(
+    headers: dict[str, str], body: bytes, signed_for_real: bool
+) -> None:
+    scheduler = RecordingScheduler()
+    receiver = make_receiver(scheduler, Telemetry())
+    if signed_for_real:  # a genuine signature over an arbitrary body: exercises the JSON side
+        headers = {**headers, **signed(body, "msg_prop")}
+        headers.pop("content-length", None)
+    response = receiver.receive(headers, body)
+    assert response.status in {200, 400, 401, 413}
+    assert not scheduler.touched  # the worker is not running: nothing is acted on inline

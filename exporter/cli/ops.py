@@ -207,13 +207,14 @@ def error_line(error: CodatError) -> str:
 # --- I/O ------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Output:
-    """Where a command writes, and whether it writes JSON."""
+    """Where a command writes, whether it writes JSON, and whether a progress line is open on stderr."""
 
     json: bool
     out: TextIO
     err: TextIO
+    progress_open: bool = False
 
     def emit_json(self, payload: object) -> None:
         """Write one JSON document."""
@@ -224,10 +225,16 @@ class Output:
         """Write text as is."""
         self.out.write(text)
 
+    def end_progress(self) -> None:
+        """End an open progress line so what follows starts on a line of its own."""
+        if self.progress_open:
+            self.err.write("\n")
+            self.progress_open = False
 
-def progress_printer(err: TextIO, label: str) -> Callable[[Page[T]], None] | None:
-    """A per-page progress printer on stderr, only when stderr is a terminal."""
-    if not err.isatty():
+
+def progress_printer(output: Output, label: str) -> Callable[[Page[T]], None] | None:
+    """A per-page progress line on stderr, only when stderr is a terminal (never in pipes or logs)."""
+    if not output.err.isatty():
         return None
     fetched = 0
 
@@ -235,15 +242,11 @@ def progress_printer(err: TextIO, label: str) -> Callable[[Page[T]], None] | Non
         nonlocal fetched
         fetched += len(page.results)
         total = f" of {page.total_results}" if page.total_results else ""
-        err.write(f"\r{label}: page {page.page_number}, {fetched}{total}")
-        err.flush()
+        output.err.write(f"\r{label}: page {page.page_number}, {fetched}{total}")
+        output.err.flush()
+        output.progress_open = True
 
     return on_page
-
-
-def _end_progress(err: TextIO) -> None:
-    if err.isatty():
-        err.write("\n")
 
 
 def _client(args: argparse.Namespace) -> CodatClient:
@@ -271,7 +274,7 @@ def _run(
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except CodatError as exc:
-        _end_progress(sys.stderr)
+        output.end_progress()
         print(f"{PROG}: error: {error_line(exc)}", file=sys.stderr)
         return EXIT_FAILURE
     except BrokenPipeError:
@@ -299,10 +302,10 @@ def cmd_companies(client: CodatClient, args: argparse.Namespace, output: Output)
             query=args.query,
             tags=args.tags,
             page_size=args.page_size,
-            on_page=progress_printer(output.err, "companies"),
+            on_page=progress_printer(output, "companies"),
         )
     )
-    _end_progress(output.err)
+    output.end_progress()
     if output.json:
         output.emit_json([company_json(c) for c in companies])
         return EXIT_OK
@@ -359,10 +362,10 @@ def cmd_history(client: CodatClient, args: argparse.Namespace, output: Output) -
                 query=args.query,
                 order_by=args.order_by,
                 page_size=args.page_size,
-                on_page=progress_printer(output.err, "history"),
+                on_page=progress_printer(output, "history"),
             )
         )
-        _end_progress(output.err)
+        output.end_progress()
     else:
         page = client.list_pull_operations(
             args.company, page=args.page, page_size=args.page_size, query=args.query, order_by=args.order_by

@@ -1,10 +1,186 @@
-"""Sub-commands: serve (placeholder until implemented)."""
+"""Sub-commands that run the exporter: ``run``, ``once`` and ``check-config``.
+
+Exit codes: 0 success; 1 runtime failure (``once`` when every company failed,
+a port that cannot be bound); 2 invalid configuration, with each problem on
+stderr as ``field.path: reason``.
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import os
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final, TextIO
+
+from exporter.app import build_app, build_client, config_secrets, setup_logging
+from exporter.collector.scheduler import Scheduler, describe_error
+from exporter.config.check import check_config_command
+from exporter.config.loading import ENV_LOG_LEVEL, ConfigError, load_config
+from exporter.config.schema import Config
+from exporter.exposition import ExpositionCache
+from exporter.metrics import Telemetry
+
+ENV_CONFIG: Final = "CODAT_EXPORTER_CONFIG"
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_CONFIG: Final = 2
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Add this module's sub-commands to the parser."""
+    """Add ``run``, ``once`` and ``check-config`` to the parser."""
+    run = subparsers.add_parser(
+        "run",
+        help="poll Codat and serve /metrics until stopped",
+        description="Poll Codat in the background and serve Prometheus metrics until SIGTERM/SIGINT.",
+    )
+    _config_argument(run)
+    run.add_argument(
+        "--demo",
+        action="store_true",
+        help="run against a built-in simulated Codat account (no API key needed)",
+    )
+    run.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        metavar="HOST:PORT",
+        help="address for /metrics and the landing page (default 0.0.0.0:8329; demo 127.0.0.1:8329)",
+    )
+    run.add_argument("--shard", type=int, metavar="N", help="this replica's shard, counted from 0")
+    run.add_argument("--total-shards", type=int, metavar="M", help="how many shards companies are split into")
+    run.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), help="log verbosity (default info)"
+    )
+    run.set_defaults(func=run_command)
+
+    once = subparsers.add_parser(
+        "once",
+        help="poll every company once and print the exposition to stdout",
+        description="Poll every company once and print the metrics in the Prometheus text format "
+        "(for node_exporter's textfile collector). Exits 1 if every company failed.",
+    )
+    _config_argument(once)
+    once.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), help="log verbosity (default warning)"
+    )
+    once.set_defaults(func=once_command)
+
+    check = subparsers.add_parser(
+        "check-config",
+        help="validate a config file and print a summary",
+        description="Validate FILE (with the environment applied); exit 2 listing every problem.",
+    )
+    check.add_argument("file", type=Path, metavar="FILE")
+    check.set_defaults(func=lambda args: check_config_command(args.file, os.environ))
+
+
+def _config_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help=f"YAML config file (default: ${ENV_CONFIG}; none = defaults, discover every company)",
+    )
+
+
+def config_path(args: argparse.Namespace, env: Mapping[str, str]) -> Path | None:
+    """The config file to read: ``--config``, else ``$CODAT_EXPORTER_CONFIG``, else none."""
+    if args.config is not None:
+        return Path(args.config)
+    from_env = env.get(ENV_CONFIG)
+    return Path(from_env) if from_env else None
+
+
+def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Config overrides from command-line flags (flags beat the environment and the file)."""
+    overrides: dict[str, Any] = {}
+    if getattr(args, "listen_address", None):
+        overrides["server.listen_address"] = args.listen_address
+    if getattr(args, "shard", None) is not None:
+        overrides["sharding.shard"] = args.shard
+    if getattr(args, "total_shards", None) is not None:
+        overrides["sharding.total_shards"] = args.total_shards
+    if getattr(args, "log_level", None):
+        overrides["logging.level"] = args.log_level
+    return overrides
+
+
+def report_config_error(error: ConfigError, source: Path | None, err: TextIO) -> int:
+    """Print every problem of ``error`` as ``field: reason`` and return exit code 2."""
+    where = f"{source}: " if source is not None else ""
+    print(f"{where}invalid configuration", file=err)
+    for field, reason in error.problems:
+        print(f"{field}: {reason}" if field else reason, file=err)
+    return EXIT_CONFIG
+
+
+def load_for(args: argparse.Namespace, env: Mapping[str, str]) -> Config:
+    """Load the config the way ``run``/``once`` do: file, then environment, then flags."""
+    return load_config(config_path(args, env), env=env, overrides=flag_overrides(args))
+
+
+def run_command(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
+    """``run``: serve until SIGTERM/SIGINT; 2 on a bad config, 1 if the port cannot be bound."""
+    env = os.environ if env is None else env
+    source = None if args.demo else config_path(args, env)
+    if args.demo and (args.shard is not None or args.total_shards is not None):
+        print("--demo runs a single shard; drop --shard/--total-shards", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        if args.demo:
+            from exporter.demo import build_demo_app  # the simulator is only imported for the demo
+
+            setup_logging(args.log_level or env.get(ENV_LOG_LEVEL, "info").lower() or "info")
+            app = build_demo_app(args.listen_address, env, log_level=args.log_level)
+            config = app.config
+        else:
+            config = load_for(args, env)
+            setup_logging(config.logging.level, config.logging.format, config_secrets(config))
+            app = build_app(config)
+    except ConfigError as error:
+        return report_config_error(error, source, sys.stderr)
+    except OSError as error:
+        print(f"cannot listen on the configured address: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    setup_logging(config.logging.level, config.logging.format, config_secrets(config))
+    return app.run_until_signal()
+
+
+def once_command(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
+    """``once``: poll every company once, print the text exposition; 1 if every company failed."""
+    env = os.environ if env is None else env
+    source = config_path(args, env)
+    try:
+        config = load_for(args, env)
+        telemetry = Telemetry()
+        client = build_client(config, telemetry)
+    except ConfigError as error:
+        return report_config_error(error, source, sys.stderr)
+    # stdout carries the exposition; logs go to stderr, quieter than for `run`.
+    setup_logging(args.log_level or "warning", config.logging.format, config_secrets(config))
+    scheduler = Scheduler(client, config, telemetry)
+    try:
+        report = scheduler.run_cycle(ignore_budget=True)
+    except Exception as error:
+        print(f"poll failed: {describe_error(error)}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        scheduler.close()
+        client.close()
+    if report.error is not None:
+        print(f"listing companies failed: {report.error}", file=sys.stderr)
+        return EXIT_FAILED
+    cache = ExpositionCache(config.metrics.status_mode, registry=telemetry.registry)
+    cache.update(scheduler.snapshot)
+    sys.stdout.buffer.write(cache.body(openmetrics=False, gzip=False, now=time.time()))
+    sys.stdout.flush()
+    companies = scheduler.snapshot.companies
+    if companies and not any(c.up for c in companies.values()):
+        print(f"every company failed ({len(companies)}); see the log above", file=sys.stderr)
+        return EXIT_FAILED
+    if report.rate_limited:
+        print("rate limited by Codat before every company was polled", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK

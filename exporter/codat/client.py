@@ -377,7 +377,7 @@ class CodatClient:
             except requests.RequestException as exc:
                 self._observer.on_request(endpoint, "error", self._clock() - began)
                 failure = classify_exception(exc)
-                text = f"{_FAILURE_TEXT[failure]} to {self.base_url} ({type(exc).__name__})"
+                text = f"{_FAILURE_TEXT[failure]} ({self.base_url}, {type(exc).__name__})"
                 return None, failure, CodatConnectionError(text, endpoint=endpoint, company_id=company_id)
             self._observer.on_request(endpoint, str(response.status_code), self._clock() - began)
         self._remember_rate_limit(response)

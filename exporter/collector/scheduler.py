@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 
@@ -390,6 +390,12 @@ class Scheduler:
             self._listed_once = True
             self._last_change_detection = now
             self._companies_pages = pages
+            for cid, company in selected.items():
+                # Names, tags and connection status come from the listing: keep them current
+                # even for companies whose data status is not read this cycle.
+                state = self._states.get(cid)
+                if state is not None and state.company != company:
+                    self._states[cid] = replace(state, company=company)
             for cid in missing:
                 self._mark_missing(cid, now)
         return pages

@@ -1,0 +1,333 @@
+"""The scheduler against the simulator over real sockets, with a fake clock."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from exporter.codat.client import CodatClient
+from exporter.codat.parsing import parse_timestamp
+from exporter.collector.scheduler import Scheduler
+from exporter.collector.sharding import owns
+from exporter.config.schema import Config
+from exporter.exposition import ExpositionCache
+from exporter.metrics import Telemetry
+from exporter.simulator import FakeClock, Scenario, Simulator
+
+QUIET: dict[str, Any] = {
+    "name": "scheduler-test",
+    "seed": 3,
+    "data_types": ["invoices", "bills", "customers"],
+    "profiles": {"quiet": {"sync_schedule_hours": None, "history": 3, "history_interval_hours": 6}},
+    "companies": [
+        {"name": "Alpha", "profile": "quiet", "platform": "Xero"},
+        {"name": "Bravo", "profile": "quiet", "platform": "Sage"},
+        {"name": "Charlie", "profile": "quiet", "platform": "Xero"},
+        {"name": "Delta", "profile": "quiet", "platform": "QuickBooks Online"},
+    ],
+}
+
+
+@dataclass
+class Rig:
+    """A quiet simulated Codat account and a scheduler polling it."""
+
+    sim: Simulator
+    clock: FakeClock
+    scheduler: Scheduler
+    telemetry: Telemetry
+
+    def company(self, name: str) -> str:
+        return self.sim.company_id_by_name(name)
+
+    def cycle_after(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+        self.scheduler.run_cycle()
+
+    def counted(self) -> Counter[tuple[str, str, str]]:
+        counts: Counter[tuple[str, str, str]] = Counter()
+        for cid, cs in self.scheduler.snapshot.companies.items():
+            for (dt, status), n in cs.pull_operations_total.items():
+                if n:
+                    counts[(cid, dt, status)] += n
+        return counts
+
+    def assert_matches_simulator(self, company_id: str) -> None:
+        """The snapshot shows exactly what the simulator's dataStatus says now."""
+        shown = self.scheduler.snapshot.companies[company_id].statuses
+        truth = self.sim.data_status(company_id)
+        assert set(shown) == set(truth)
+        for data_type, body in truth.items():
+            want = body.get("lastSuccessfulSync")
+            assert shown[data_type].last_successful_sync == (parse_timestamp(want) if want else None)
+            assert shown[data_type].current_status == body.get("currentStatus")
+
+
+def make_rig(config: Config | None = None, scenario: dict[str, Any] | None = None) -> Iterator[Rig]:
+    clock = FakeClock()
+    sim = Simulator(Scenario.from_dict(scenario or QUIET), api_key="demo", clock=clock)
+    server = sim.serve()
+    telemetry = Telemetry()
+    client = CodatClient("demo", server.url, observer=telemetry, max_retries=0, requests_per_minute=1e6)
+    scheduler = Scheduler(client, config or Config.default(), telemetry, clock=clock.now)
+    try:
+        yield Rig(sim, clock, scheduler, telemetry)
+    finally:
+        scheduler.close()
+        client.close()
+        server.close()
+
+
+@pytest.fixture
+def rig() -> Iterator[Rig]:
+    yield from make_rig()
+
+
+def test_first_cycle_polls_every_company_and_becomes_ready(rig: Rig) -> None:
+    ready_before = rig.scheduler.ready
+    report = rig.scheduler.run_cycle()
+    assert not ready_before
+    assert sorted(report.polled) == sorted(rig.sim.company_ids)
+    assert rig.scheduler.ready
+    for cid in rig.sim.company_ids:
+        assert rig.scheduler.snapshot.companies[cid].up
+        rig.assert_matches_simulator(cid)
+
+
+def test_faulty_company_is_marked_down_while_the_others_keep_exact_values(rig: Rig) -> None:
+    rig.scheduler.run_cycle()
+    bad = rig.company("Bravo")
+    before = rig.scheduler.snapshot.companies[bad]
+    rig.sim.faults.set(bad, error_rate=1.0, error_status=503)
+    for cid in rig.sim.company_ids:
+        rig.sim.queue_sync(cid, "invoices")
+    rig.clock.advance(30)
+    rig.sim.complete_syncs_now()
+    rig.cycle_after(30)
+
+    failed = rig.scheduler.snapshot.companies[bad]
+    assert not failed.up
+    assert failed.last_error is not None
+    assert "503" in failed.last_error
+    assert failed.statuses == before.statuses, "last good values are kept"
+    assert failed.last_poll_success == before.last_poll_success
+    for cid in rig.sim.company_ids:
+        if cid != bad:
+            assert rig.scheduler.snapshot.companies[cid].up
+            rig.assert_matches_simulator(cid)
+    assert rig.telemetry.registry.get_sample_value(
+        "codat_exporter_poll_errors_total", {"reason": "server_error"}
+    ) == pytest.approx(1.0)
+
+
+def test_malformed_response_marks_only_that_company_down(rig: Rig) -> None:
+    rig.scheduler.run_cycle()
+    bad = rig.company("Charlie")
+    rig.sim.faults.set(bad, malformed_json=True)
+    rig.sim.set_status(bad, "bills", "FetchError")
+    rig.sim.set_status(rig.company("Alpha"), "bills", "FetchError")
+    rig.cycle_after(60)
+    assert not rig.scheduler.snapshot.companies[bad].up
+    assert rig.scheduler.snapshot.companies[rig.company("Alpha")].up
+    rig.assert_matches_simulator(rig.company("Alpha"))
+
+
+def test_failed_company_recovers_after_backoff(rig: Rig) -> None:
+    rig.scheduler.run_cycle()
+    bad = rig.company("Delta")
+    rig.sim.faults.set(bad, status_burst=(500, 1))
+    rig.sim.set_status(bad, "customers", "Complete")
+    rig.cycle_after(60)
+    assert not rig.scheduler.snapshot.companies[bad].up
+    rig.cycle_after(60)
+    assert rig.scheduler.snapshot.companies[bad].up
+    rig.assert_matches_simulator(bad)
+
+
+def test_removed_company_loses_its_series(rig: Rig) -> None:
+    rig.scheduler.run_cycle()
+    gone = rig.company("Alpha")
+    rig.sim.remove_company(gone)
+    rig.cycle_after(60)
+    assert gone not in rig.scheduler.snapshot.companies
+    assert len(rig.scheduler.snapshot.companies) == 3
+    cache = ExpositionCache()
+    cache.update(rig.scheduler.snapshot)
+    assert gone.encode() not in cache.body(openmetrics=False, gzip=False, now=rig.clock.now().timestamp())
+
+
+def test_new_company_is_picked_up_on_the_next_cycle(rig: Rig) -> None:
+    rig.scheduler.run_cycle()
+    new = rig.sim.add_company("Echo", profile="quiet")
+    rig.cycle_after(60)
+    assert rig.scheduler.snapshot.companies[new].up
+    rig.assert_matches_simulator(new)
+
+
+def test_counters_rise_by_exactly_the_operations_the_simulator_completed(rig: Rig) -> None:
+    rig.scheduler.run_cycle()
+    baseline = rig.sim.terminal_counts()
+    outcomes = ["Complete", "FetchError", "Complete", "ValidationError", "Complete"]
+    for round_number, outcome in enumerate(outcomes):
+        for cid in rig.sim.company_ids:
+            for dt in ("invoices", "bills"):
+                rig.sim.queue_sync(cid, dt, outcome=outcome)
+        # Poll while some syncs are still running, then after they finished.
+        rig.cycle_after(2)
+        rig.clock.advance(60)
+        rig.sim.complete_syncs_now()
+        rig.cycle_after(1 + round_number)
+        assert rig.counted() == rig.sim.terminal_counts() - baseline
+    # Nothing is counted twice on quiet cycles.
+    for _ in range(3):
+        rig.cycle_after(600)
+    assert rig.counted() == rig.sim.terminal_counts() - baseline
+    assert sum(rig.counted().values()) == len(outcomes) * 2 * len(rig.sim.company_ids)
+
+
+def test_open_operation_shows_in_progress_then_is_counted_once(rig: Rig) -> None:
+    rig.scheduler.run_cycle()
+    cid = rig.company("Alpha")
+    rig.sim.queue_sync(cid, "invoices", outcome="Complete")
+    rig.scheduler.request_poll(cid, "webhook")
+    rig.clock.advance(1)
+    rig.scheduler.poll_requested()
+    company = rig.scheduler.snapshot.companies[cid]
+    assert company.pull_operations_in_progress == {"invoices": 1}
+    before = company.pull_operations_total.get(("invoices", "Complete"), 0)
+    rig.clock.advance(120)
+    rig.sim.complete_syncs_now()
+    rig.cycle_after(5)
+    rig.cycle_after(600)
+    company = rig.scheduler.snapshot.companies[cid]
+    assert company.pull_operations_in_progress == {}
+    assert company.pull_operations_total[("invoices", "Complete")] == before + 1
+    assert rig.telemetry.registry.get_sample_value(
+        "codat_pull_operation_duration_seconds_count", {"data_type": "invoices", "status": "Complete"}
+    ) == pytest.approx(1.0)
+
+
+def test_unknown_status_flows_through_as_other(rig: Rig) -> None:
+    rig.scheduler.run_cycle()
+    cid = rig.company("Bravo")
+    rig.sim.set_status(cid, "bills", "Reticulating")
+    rig.scheduler.request_poll(cid, "webhook")
+    rig.scheduler.poll_requested(rig.clock.advance(1))
+    company = rig.scheduler.snapshot.companies[cid]
+    assert company.up
+    assert company.statuses["bills"].current_status == "Reticulating"
+    cache = ExpositionCache()
+    cache.update(rig.scheduler.snapshot)
+    body = cache.body(openmetrics=False, gzip=False, now=rig.clock.now().timestamp()).decode()
+    assert f'codat_data_status{{company_id="{cid}",data_type="bills",status="Other"}} 1' in body
+    assert "Reticulating" not in body
+
+
+def test_rate_limit_stops_the_cycle_and_waits_for_retry_after(rig: Rig) -> None:
+    rig.scheduler.run_cycle()
+    rig.sim.faults.set(None, rate_limit_storm=(1, 120.0))
+    for cid in rig.sim.company_ids:
+        rig.sim.set_status(cid, "invoices", "Complete")
+    rig.clock.advance(60)
+    report = rig.scheduler.run_cycle()
+    assert report.rate_limited
+    paused_until = rig.scheduler.paused_until
+    assert paused_until == rig.clock.now() + timedelta(seconds=120)
+    requests_before = rig.sim.count_requests()
+    rig.cycle_after(60)
+    assert rig.sim.count_requests() == requests_before, "no request while paused"
+    rig.cycle_after(61)
+    for cid in rig.sim.company_ids:
+        rig.assert_matches_simulator(cid)
+
+
+def test_pause_until_and_resume_from_rate_limit_webhooks(rig: Rig) -> None:
+    rig.scheduler.run_cycle()
+    rig.scheduler.pause_until(rig.clock.now() + timedelta(hours=1))
+    before = rig.sim.count_requests()
+    rig.cycle_after(60)
+    assert rig.sim.count_requests() == before
+    rig.scheduler.resume()
+    rig.cycle_after(60)
+    assert rig.sim.count_requests() > before
+
+
+def test_webhook_poll_reads_only_that_company_right_away(rig: Rig) -> None:
+    rig.scheduler.run_cycle()
+    cid = rig.company("Delta")
+    rig.sim.set_status(cid, "customers", "Complete")
+    rig.sim.reset_request_log()
+    rig.scheduler.request_poll(cid, "webhook")
+    rig.scheduler.poll_requested(rig.clock.advance(1))
+    assert {r.company_id for r in rig.sim.request_log} == {cid}
+    assert rig.sim.count_requests("companies") == 0
+    rig.assert_matches_simulator(cid)
+
+
+def test_quiet_cycles_only_list_companies(rig: Rig) -> None:
+    rig.scheduler.run_cycle()
+    rig.sim.reset_request_log()
+    for _ in range(10):
+        rig.cycle_after(60)
+    assert rig.sim.count_requests() == rig.sim.count_requests("companies") == 10
+
+
+def _config(**sections: Any) -> Config:
+    return Config.model_validate(sections)
+
+
+def test_company_and_data_type_filters_apply() -> None:
+    config = _config(companies={"exclude": ["Bra*"]}, data_types={"exclude": ["bills"]})
+    for rig in make_rig(config):
+        rig.scheduler.run_cycle()
+        names = {cs.company.name for cs in rig.scheduler.snapshot.companies.values()}
+        assert names == {"Alpha", "Charlie", "Delta"}
+        for cs in rig.scheduler.snapshot.companies.values():
+            assert set(cs.statuses) == {"invoices", "customers"}
+            assert all(dt != "bills" for dt, _ in cs.pull_operations_total)
+
+
+def test_explicit_id_that_codat_does_not_list_is_reported_down() -> None:
+    config = _config(companies={"ids": ["not-a-company"], "discover": False})
+    for rig in make_rig(config):
+        rig.scheduler.run_cycle()
+        snapshot = rig.scheduler.snapshot
+        assert set(snapshot.companies) == {"not-a-company"}
+        assert not snapshot.companies["not-a-company"].up
+        assert "not listed" in (snapshot.companies["not-a-company"].last_error or "")
+
+
+def test_shards_split_the_companies_between_them() -> None:
+    seen: dict[int, set[str]] = {}
+    for shard in (0, 1):
+        for rig in make_rig(_config(sharding={"shard": shard, "total_shards": 2})):
+            rig.scheduler.run_cycle()
+            seen[shard] = set(rig.scheduler.snapshot.companies)
+            assert all(owns(cid, shard, 2) for cid in seen[shard])
+            assert seen[shard] | seen.get(1 - shard, set()) <= set(rig.sim.company_ids)
+    assert seen[0].isdisjoint(seen[1])
+    assert len(seen[0]) + len(seen[1]) == len(QUIET["companies"])
+
+
+def test_snapshot_listeners_hear_every_new_snapshot(rig: Rig) -> None:
+    heard: list[datetime | None] = []
+    rig.scheduler.on_snapshot(lambda snapshot: heard.append(snapshot.generated_at))
+    rig.scheduler.run_cycle()
+    rig.cycle_after(60)
+    assert heard == [None, rig.clock.now() - timedelta(seconds=60), rig.clock.now()]
+
+
+def test_connection_status_comes_from_the_listing_without_extra_reads(rig: Rig) -> None:
+    rig.scheduler.run_cycle()
+    cid = rig.company("Charlie")
+    rig.sim.set_connection_status(cid, "Deauthorized")
+    rig.sim.reset_request_log()
+    rig.cycle_after(60)
+    company = rig.scheduler.snapshot.companies[cid].company
+    assert [c.status for c in company.connections] == ["Deauthorized"]
+    assert rig.sim.count_requests() == rig.sim.count_requests("companies") == 1

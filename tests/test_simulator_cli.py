@@ -1,0 +1,80 @@
+"""``codat-exporter simulate`` as a user runs it: a real process serving real HTTP."""
+
+from __future__ import annotations
+
+import base64
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from tests.support.tools import free_port
+
+AUTH = {"Authorization": "Basic " + base64.b64encode(b"s3cret-key").decode()}
+
+
+def start(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "exporter", "simulate", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_for_http(url: str, timeout: float = 20) -> requests.Response:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return requests.get(url, headers=AUTH, timeout=2)
+        except requests.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)  # polling for the port to open, with a deadline
+
+
+def test_simulate_serves_until_sigterm_and_says_where() -> None:
+    port = free_port()
+    process = start("--listen-address", f"127.0.0.1:{port}", "--api-key", "s3cret-key", "--companies", "25")
+    try:
+        response = wait_for_http(f"http://127.0.0.1:{port}/companies?pageSize=10")
+        assert response.status_code == 200
+        assert response.json()["totalResults"] == 25
+        unauthorized = requests.get(f"http://127.0.0.1:{port}/companies", timeout=5)
+        assert unauthorized.status_code == 401
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=20)
+    assert process.returncode == 0
+    assert f"http://127.0.0.1:{port}" in output
+    assert "CODAT_BASE_URL=" in output
+    assert "s3cret-key" not in output
+
+
+def test_simulate_rejects_a_bad_scenario_with_exit_2(tmp_path: Path) -> None:
+    scenario = tmp_path / "bad.yaml"
+    scenario.write_text("companies: [{name: A, profile: missing}]\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter", "simulate", "--scenario", str(scenario)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "companies.0.profile: unknown profile 'missing'" in result.stderr
+
+
+def test_simulate_rejects_a_bad_listen_address() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter", "simulate", "--listen-address", "localhost"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "expected HOST:PORT" in result.stderr
