@@ -62,14 +62,18 @@ RUN groupadd --gid 10001 codat-exporter \
 
 COPY --from=build /opt/codat-exporter /opt/codat-exporter
 
+# All interfaces of the container's own network namespace (the demo would otherwise keep to
+# loopback, unreachable through a published port). This variable beats server.listen_address in
+# a config file; to move the port, set it (the health check follows it) rather than the flag.
 ENV PATH="/opt/codat-exporter/bin:${PATH}" \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    CODAT_EXPORTER_LISTEN_ADDRESS=0.0.0.0:8329
 
 USER 10001:10001
 EXPOSE 8329
 
-# Follows CODAT_EXPORTER_LISTEN_ADDRESS when the port is moved that way; exec form, so no shell is needed.
+# Exec form (no shell needed) with the image's Python, as slim images have no curl.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
   CMD ["python3", "-c", "import os, urllib.request; port = os.environ.get('CODAT_EXPORTER_LISTEN_ADDRESS', ':8329').rpartition(':')[2]; urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=4)"]
 

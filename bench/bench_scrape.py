@@ -37,7 +37,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -384,17 +384,15 @@ class Latency:
 
 
 def measure(port: int, path: str, headers: dict[str, str], count: int, warmup: int = 2) -> Latency:
-    """Scrape ``count`` times after ``warmup`` scrapes; p99 is the nearest-rank percentile."""
+    """Scrape one server ``count`` times after ``warmup`` scrapes; p99 is the nearest-rank percentile."""
     for _ in range(warmup):
         scrape(port, path, headers)
-    times: list[float] = []
     size = 0
+    samples: list[float] = []
     for _ in range(count):
         seconds, size = scrape(port, path, headers)
-        times.append(seconds)
-    times.sort()
-    p99 = times[min(len(times) - 1, max(0, round(0.99 * len(times)) - 1))]
-    return Latency(count, statistics.median(times) * 1000, p99 * 1000, statistics.fmean(times) * 1000, size)
+        samples.append(seconds)
+    return _latency(samples, size)
 
 
 @dataclass
@@ -420,56 +418,87 @@ class ShapeResult:
 GZIP = {"Accept-Encoding": "gzip"}
 
 
+def measure_interleaved(
+    targets: dict[str, tuple[int, str, dict[str, str]]], count: int, warmup: int = 2
+) -> dict[str, Latency]:
+    """Scrape every target in turn ``count`` times, so machine noise hits all of them alike."""
+    times: dict[str, list[float]] = {name: [] for name in targets}
+    sizes: dict[str, int] = {}
+    for round_number in range(warmup + count):
+        for name, (port, path, headers) in targets.items():
+            seconds, sizes[name] = scrape(port, path, headers)
+            if round_number >= warmup:
+                times[name].append(seconds)
+    return {name: _latency(samples, sizes[name]) for name, samples in times.items()}
+
+
+def _latency(samples: list[float], size: int) -> Latency:
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, max(0, round(0.99 * len(ordered)) - 1))]
+    return Latency(
+        len(ordered), statistics.median(ordered) * 1000, p99 * 1000, statistics.fmean(ordered) * 1000, size
+    )
+
+
+def _print(kind: str, latency: dict[str, Latency], memory: dict[str, int] | None) -> None:
+    for variant, lat in latency.items():
+        print(
+            f"    {kind:6} {variant:5}: p50 {lat.p50_ms:9.1f} ms  p99 {lat.p99_ms:9.1f} ms  "
+            f"{lat.body_bytes / 1e6:8.2f} MB  ({lat.scrapes} scrapes)",
+            flush=True,
+        )
+    if memory:
+        print(f"    {kind:6} RSS {_mib(memory['VmRSS'])} (peak {_mib(memory['VmHWM'])})", flush=True)
+
+
 def run_shape(companies: int, data_types: int, mode: str, scrapes: int, naive_scrapes: int) -> ShapeResult:
-    """Start the four servers for one shape, scrape them one after another, collect the numbers."""
-    latency: dict[str, dict[str, Latency]] = {}
+    """Start the servers for one shape, scrape them, collect the numbers.
+
+    Ours and the static floor run side by side and are scraped alternately; the naive reference
+    (seconds per scrape) runs alone afterwards with fewer scrapes.
+    """
+    latency: dict[str, dict[str, Latency]] = {"ours": {}, "static": {}}
     memory: dict[str, dict[str, int]] = {}
-    info: dict[str, Any] = {}
+    print(f"  servers for {companies} companies × {data_types} data types, status mode {mode}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        plans: list[tuple[str, Callable[[ServerProcess], dict[str, Latency]]]] = [
-            ("baseline", lambda s: {}),
-            (
-                "ours",
-                lambda s: {
-                    "plain": measure(s.port, "/metrics", {}, scrapes),
-                    "gzip": measure(s.port, "/metrics", GZIP, scrapes),
-                },
-            ),
-            (
-                "static",
-                lambda s: {
-                    "plain": measure(s.port, "/metrics", {}, scrapes),
-                    "gzip": measure(s.port, "/metrics.gz", {}, scrapes),
-                },
-            ),
-            (
-                "naive",
-                lambda s: {
-                    "plain": measure(s.port, "/metrics", {}, naive_scrapes, warmup=1),
-                    "gzip": measure(s.port, "/metrics", GZIP, max(1, naive_scrapes // 2), warmup=0),
-                },
-            ),
-        ]
-        for kind, plan in plans:
-            print(f"  {kind}: starting ({companies} companies × {data_types} data types, {mode})", flush=True)
-            server = start_server(kind, companies, data_types, mode, workdir)
-            try:
-                if kind == "ours":
-                    info = server.info
-                latency[kind] = plan(server)
-                memory[kind] = server.memory()
-            finally:
-                server.stop()
-            for variant, lat in latency[kind].items():
-                print(
-                    f"    {variant:5}: p50 {lat.p50_ms:9.1f} ms  p99 {lat.p99_ms:9.1f} ms  "
-                    f"{lat.body_bytes / 1e6:8.2f} MB  ({lat.scrapes} scrapes)",
-                    flush=True,
+        baseline = start_server("baseline", companies, data_types, mode, workdir)
+        memory["baseline"] = baseline.memory()
+        baseline.stop()
+        _print("empty", {}, memory["baseline"])
+        ours = start_server("ours", companies, data_types, mode, workdir)
+        static = start_server("static", companies, data_types, mode, workdir)
+        try:
+            for variant, ours_headers, static_path in (
+                ("plain", {}, "/metrics"),
+                ("gzip", GZIP, "/metrics.gz"),
+            ):
+                both = measure_interleaved(
+                    {
+                        "ours": (ours.port, "/metrics", ours_headers),
+                        "static": (static.port, static_path, {}),
+                    },
+                    scrapes,
                 )
-            print(
-                f"    RSS {memory[kind]['VmRSS'] / 2**20:.1f} MiB (peak {memory[kind]['VmHWM'] / 2**20:.1f})"
-            )
+                for kind, lat in both.items():
+                    latency[kind][variant] = lat
+            memory["ours"] = ours.memory()
+            info = ours.info
+        finally:
+            ours.stop()
+            static.stop()
+        _print("ours", latency["ours"], memory["ours"])
+        _print("static", latency["static"], None)
+        naive = start_server("naive", companies, data_types, mode, workdir)
+        try:
+            latency["naive"] = {
+                "plain": measure(naive.port, "/metrics", {}, naive_scrapes, warmup=1),
+                "gzip": measure(naive.port, "/metrics", GZIP, max(1, naive_scrapes // 2), warmup=0),
+            }
+            memory["naive"] = naive.memory()
+        finally:
+            naive.stop()
+        _print("naive", latency["naive"], memory["naive"])
     return ShapeResult(
         companies,
         data_types,
@@ -556,6 +585,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         shapes = [(1000, 30, "default", 200, 5), (10_000, 30, "sparse", 50, 2)]
     results = []
+    load_before = list(os.getloadavg())
     for companies, data_types, mode, scrapes, naive_scrapes in shapes:
         print(f"shape: {companies} companies × {data_types} data types, status mode {mode}", flush=True)
         results.append(run_shape(companies, data_types, mode, scrapes, naive_scrapes))
@@ -567,6 +597,7 @@ def main(argv: list[str] | None = None) -> None:
             {
                 "machine": machine(),
                 "when": datetime.now(UTC).isoformat(timespec="seconds"),
+                "load_average_before_after": [load_before, list(os.getloadavg())],
                 "results": [asdict(r) for r in results],
                 "table": table,
             },

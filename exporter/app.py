@@ -179,6 +179,11 @@ class App:
             except Exception:
                 log.exception("clean-up step failed during shutdown")
 
+    @property
+    def busy(self) -> bool:
+        """True while the poll loop is still inside a request (after ``stop`` gave up waiting)."""
+        return self._poll_thread is not None and self._poll_thread.is_alive()
+
     def wait(self, timeout: float | None = None) -> bool:
         """Block until ``stop`` was requested (or ``timeout`` passed); True if stopping."""
         return self._stop_event.wait(timeout)

@@ -151,8 +151,9 @@ def stat(
     steps: Json | None = None,
     width: int = 4,
     mappings: list[Json] | None = None,
+    text_mode: str = "auto",
 ) -> Panel:
-    """A single big number."""
+    """A single big number (text_mode "name" shows the legend instead, e.g. a version label)."""
     defaults: Json = {"thresholds": steps or thresholds((None, "green")), "color": {"mode": "thresholds"}}
     if mappings:
         defaults["mappings"] = mappings
@@ -169,7 +170,7 @@ def stat(
             "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
             "colorMode": "value",
             "graphMode": "area",
-            "textMode": "auto",
+            "textMode": text_mode,
             "justifyMode": "auto",
             "orientation": "auto",
         },
@@ -527,11 +528,11 @@ def overview() -> Json:
             description="Auto-refresh and CLI refreshes: queued, already_in_progress, dry_run, "
             "skipped_budget, rate_limited, error.",
         ),
-        stat(
+        timeseries(
             "Refreshes pending",
-            Query("sum(codat_refresh_pending)"),
+            Query("sum(codat_refresh_pending)", "pending"),
             width=8,
-            description="Refreshes this exporter queued whose sync has not finished yet.",
+            description="Refreshes the exporters queued whose sync has not finished yet.",
         ),
         Row("Exporter"),
         stat(
@@ -555,6 +556,7 @@ def overview() -> Json:
             "Exporter version",
             Query("count by (version) (codat_exporter_build_info)", "{{version}}"),
             width=4,
+            text_mode="name",
         ),
         stat(
             "Shards",
@@ -704,7 +706,7 @@ def company() -> Json:
             width=12,
             description="Age of the exporter's cached values for this company.",
         ),
-        Row("Data types"),
+        Row("Freshness and status"),
         Panel(
             "state-timeline",
             "Status",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import re
 import signal
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from exporter.app import setup_logging
 from exporter.cli import main
 from tests.conftest import RunningSimulator
 from tests.support.tools import REPO_ROOT, free_port, require_tool
@@ -207,3 +210,43 @@ def test_run_demo_serves_changing_metrics_and_stops_cleanly_on_sigterm(
     assert proc.wait(15) == 0
     assert time.monotonic() - started < 10
     assert _get(f"{url}/healthz")[0] == 0, "the port is closed after shutdown"
+
+
+def test_json_logs_are_one_object_per_line_with_secrets_masked(capsys: pytest.CaptureFixture[str]) -> None:
+    setup_logging("info", "json", secrets=[SECRET_KEY])
+    try:
+        logging.getLogger("exporter.test").warning("echoed by a library: key=%s", SECRET_KEY)
+    finally:
+        setup_logging("warning", "text")
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    record = json.loads(lines[-1])
+    assert record["level"] == "warning"
+    assert record["logger"] == "exporter.test"
+    assert record["message"] == "echoed by a library: key=[REDACTED]"
+
+
+def test_sigterm_exits_within_seconds_even_while_a_codat_request_hangs(simulator: RunningSimulator) -> None:
+    simulator.sim.faults.set(None, latency=25.0)
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "exporter", "run", "--web.listen-address", f"127.0.0.1:{port}"],
+        env=exporter_env(CODAT_API_KEY="demo", CODAT_BASE_URL=simulator.url),
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while simulator.sim.count_requests() == 0:
+            assert time.monotonic() < deadline, "the exporter never called the simulator"
+            time.sleep(0.1)
+        assert _get(f"http://127.0.0.1:{port}/healthz")[0] == 200
+        assert _get(f"http://127.0.0.1:{port}/readyz")[0] == 503
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        assert time.monotonic() - started < 10
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

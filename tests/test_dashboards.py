@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter.codat.statuses import ALL_STATUSES, OTHER
 from exporter.metrics import ALL_METRICS, MetricType
 from tests.support.demo import run_demo_exporter
 from tests.support.prometheus import PrometheusServer, run_prometheus, scrape_config
@@ -273,3 +274,22 @@ def test_data_type_variable_lists_the_company_data_types(
     values = prometheus.api(f"/api/v1/label/{query.group(2)}/values", **{"match[]": selector})
     assert "invoices" in values
     assert len(values) == 10
+
+
+def test_status_timeline_gives_every_status_exactly_one_kind() -> None:
+    covered = [
+        status for _code, _text, _color, statuses in _load_build().STATUS_CLASSES for status in statuses
+    ]
+    assert sorted(covered) == sorted((*ALL_STATUSES, OTHER))
+
+
+def test_status_timeline_shows_one_known_kind_per_data_type(
+    prometheus: PrometheusServer, demo_company_id: str
+) -> None:
+    board = DASHBOARDS["codat-company.json"]
+    (panel,) = [p for p in _panels(board) if p["type"] == "state-timeline"]
+    codes = {int(code) for code in panel["fieldConfig"]["defaults"]["mappings"][0]["options"]}
+    result = prometheus.query(substitute(panel["targets"][0]["expr"], demo_company_id))
+    assert len(result) == 10
+    assert len({sample["metric"]["data_type"] for sample in result}) == 10
+    assert {int(float(sample["value"][1])) for sample in result} <= codes

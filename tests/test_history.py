@@ -265,3 +265,41 @@ def test_counts_equal_the_truth_for_any_interleaving(
         assert set(counted) == terminal_now - baseline
         assert {o.id for o in history if o.status in ("Fetching", "Mystery")} == set(ledger.open)
         assert len(ledger.seen) <= limit
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ops=lives,
+    polls=st.lists(st.tuples(st.integers(0, 20), st.integers(1, 5)), min_size=1, max_size=10),
+    drift=st.lists(st.booleans(), min_size=1, max_size=40),
+    limit=st.integers(1, 8),
+)
+def test_history_moving_between_pages_never_double_counts_and_catches_up(
+    ops: list[Life], polls: list[tuple[int, int]], drift: list[bool], limit: int
+) -> None:
+    """New operations and completions landing while a scan pages through history."""
+    ledger, first, _ = scan_all(HistoryLedger(limit=limit), world_at(0, ops), 3)
+    baseline = {o.id for o in first.new_terminal}
+    counted: list[str] = []
+    moves = iter(drift * 50)
+    for step, page_size in sorted(polls):
+        scan = HistoryScan(ledger)
+        page_number = 0
+        while True:
+            history = world_at(step, ops)
+            page = history[page_number * page_size : (page_number + 1) * page_size]
+            more = scan.add_page(page)
+            if not more or (page_number + 1) * page_size >= len(history):
+                break
+            page_number += 1
+            if next(moves):
+                step += 1  # the world moved on between two page requests
+        ledger, result = scan.finish(exhausted=True)
+        counted.extend(o.id for o in result.new_terminal)
+        assert len(counted) == len(set(counted)), "an operation was counted twice"
+    # A final scan of a world that holds still catches up exactly.
+    final = world_at(30, ops)
+    ledger, result, _ = scan_all(ledger, final, 4)
+    counted.extend(o.id for o in result.new_terminal)
+    assert len(counted) == len(set(counted))
+    assert set(counted) == {o.id for o in final if o.status not in ("Fetching", "Mystery")} - baseline

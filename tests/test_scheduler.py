@@ -331,3 +331,18 @@ def test_connection_status_comes_from_the_listing_without_extra_reads(rig: Rig) 
     company = rig.scheduler.snapshot.companies[cid].company
     assert [c.status for c in company.connections] == ["Deauthorized"]
     assert rig.sim.count_requests() == rig.sim.count_requests("companies") == 1
+
+
+def test_a_tiny_quota_share_is_never_overspent() -> None:
+    # 1,000 requests a day (the simulator's quota below) × 1% = 10 a day for this exporter.
+    for rig in make_rig(_config(budget={"daily_quota_share": 0.01})):
+        rig.sim.set_rate_limit(daily_quota=1000)
+        hours = 6
+        for minute in range(hours * 60):
+            if minute % 30 == 0:
+                for cid in rig.sim.company_ids:
+                    rig.sim.set_status(cid, "invoices", "Complete")
+            rig.cycle_after(60)
+        budget = 10 * hours / 24 + 10  # the day's pace plus one burst
+        assert 5 <= rig.sim.count_requests() <= budget, rig.sim.count_requests()
+        assert rig.telemetry.registry.get_sample_value("codat_exporter_request_budget_per_day") == 10

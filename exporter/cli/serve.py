@@ -8,6 +8,7 @@ stderr as ``field.path: reason``.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -145,7 +146,14 @@ def run_command(args: argparse.Namespace, env: Mapping[str, str] | None = None) 
         print(f"cannot listen on the configured address: {error}", file=sys.stderr)
         return EXIT_FAILED
     setup_logging(config.logging.level, config.logging.format, config_secrets(config))
-    return app.run_until_signal()
+    code = app.run_until_signal()
+    if app.busy:
+        # A Codat request is still hanging (up to read_timeout); the pool's threads would hold
+        # the interpreter's exit. Shutdown must take seconds, and nothing is left to save.
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(code)
+    return code
 
 
 def once_command(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:

@@ -303,6 +303,8 @@ class Scheduler:
                 budget = self._budget_at(now)
             spent = report.requests
             self._poll_pending_into(report, now)
+            budget.spend(report.requests - spent)
+            spent = report.requests
             with self._lock:
                 poll_states = {cid: s.poll for cid, s in self._states.items()}
                 listed = list(self._listed.values())

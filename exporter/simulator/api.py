@@ -127,7 +127,7 @@ def handle(sim: Simulator, method: str, target: str, headers: Mapping[str, str])
             reply = _error(405, "PublicApi", "Method Not Allowed")
         else:
             decision = sim.rate_limiter.take(now)
-            if decision.quota_exhausted_now:
+            if decision.quota_exhausted:
                 sim.on_quota_exhausted(now, decision)
             if not decision.allowed:
                 reply = _error(429, "PublicApi", reason_text(429))

@@ -16,7 +16,7 @@ class RateDecision:
     remaining: int
     reset: datetime
     retry_after: int | None = None
-    quota_exhausted_now: bool = False  # this request used the last of the daily quota
+    quota_exhausted: bool = False  # the daily quota is used up (by this request or before it)
 
 
 def next_midnight(now: datetime) -> datetime:
@@ -71,7 +71,9 @@ class RateLimiter:
         reset = next_midnight(now)
         if self._used_today >= self.daily_quota:
             wait = math.ceil((reset - now).total_seconds())
-            return RateDecision(False, self.daily_quota, 0, reset, retry_after=max(wait, 1))
+            return RateDecision(
+                False, self.daily_quota, 0, reset, retry_after=max(wait, 1), quota_exhausted=True
+            )
         if self._used_this_minute >= self.per_minute:
             assert self._minute is not None
             wait = math.ceil((self._minute + timedelta(minutes=1) - now).total_seconds())
@@ -80,4 +82,4 @@ class RateLimiter:
         self._used_today += 1
         self._used_this_minute += 1
         remaining = self.daily_quota - self._used_today
-        return RateDecision(True, self.daily_quota, remaining, reset, quota_exhausted_now=remaining == 0)
+        return RateDecision(True, self.daily_quota, remaining, reset, quota_exhausted=remaining == 0)

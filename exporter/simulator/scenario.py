@@ -251,15 +251,13 @@ class Scenario(_Model):
                 for err in exc.errors():
                     path = ".".join(str(p) for p in err["loc"])
                     problems.append(f"companies.{i}.{path}: {err['msg']}")
-            except KeyError:
-                pass
         if problems:
             raise ValueError("; ".join(problems))
         return self
 
     def profile_for(self, company: CompanySpec) -> Profile:
-        """The company's profile with its overrides applied."""
-        base = self.profiles[company.profile]
+        """The company's profile with its overrides applied (an unknown profile name means defaults)."""
+        base = self.profiles.get(company.profile, Profile())
         if not company.overrides:
             return base
         return Profile.model_validate({**base.model_dump(), **company.overrides})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, deque
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
@@ -46,6 +46,7 @@ class Simulator:
         webhook_url: str | None = None,
         webhook_secret: str | None = None,
         webhook_timestamps: Literal["wall", "clock"] = "wall",
+        request_log_limit: int = 100_000,
     ) -> None:
         """Build the account described by ``scenario`` (default: the demo) as it stands now."""
         self.scenario = scenario or Scenario.demo()
@@ -57,7 +58,8 @@ class Simulator:
         self.rate_limiter = RateLimiter(
             self.scenario.rate_limit.daily_quota, self.scenario.rate_limit.per_minute
         )
-        self.request_log: list[RequestRecord] = []
+        # Bounded: `run --demo` serves for days.
+        self.request_log: deque[RequestRecord] = deque(maxlen=request_log_limit)
         self.request_counts: Counter[tuple[str, str | None]] = Counter()
         self.webhooks = WebhookSender(self.clock, webhook_url, webhook_secret, timestamps=webhook_timestamps)
         self._quota_reached_until: datetime | None = None
@@ -281,7 +283,7 @@ class Simulator:
         self.webhooks.enqueue("read.completed", payload, at)
 
     def on_quota_exhausted(self, now: datetime, decision: RateDecision) -> None:
-        """The daily quota just ran out: announce it (once per day) with ``client.rateLimit.reached``."""
+        """The daily quota has run out: announce it once per quota day with ``client.rateLimit.reached``."""
         if self._quota_reached_until is not None:
             return
         self._quota_reached_until = decision.reset

@@ -637,7 +637,7 @@ class SimState:
 
     def add_company(self, spec: CompanySpec, now: datetime) -> CompanyState:
         """Add a company mid-simulation."""
-        profile = self.scenario.profile_for(spec) if spec.profile in self.scenario.profiles else Profile()
+        profile = self.scenario.profile_for(spec)
         return self._create(spec, profile, spec.name, now, explicit_id=spec.id)
 
     def remove_company(self, company_id: str) -> None:
@@ -655,7 +655,9 @@ class SimState:
             seeded, _ = self._seed_history(company)
             if self._keep_seeded:
                 company.seeded_ops = seeded
-        return [*seeded, *company.live_ops]
+        # Both lists are already in order; the merge only matters where syncs running at the
+        # start overlap the last seeded ones.
+        return sorted([*seeded, *company.live_ops], key=lambda op: op.requested)
 
     def find_operation(self, company: CompanyState, dataset_id: str) -> Operation | None:
         """One operation by id."""

@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -30,6 +31,9 @@ log = logging.getLogger(__name__)
 RETRY_SCHEDULE: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 """Seconds before each attempt, counted from the previous failure: immediately, 5 s, 5 min, 30 min, 2 h,
 5 h, 10 h, 10 h (Codat's documented schedule)."""
+
+MAX_PENDING = 10_000
+"""Messages waiting for a retry beyond which new events are dropped (and counted in ``dropped``)."""
 
 
 @dataclass(order=True, slots=True)
@@ -81,7 +85,8 @@ class WebhookSender:
         self._in_flight = 0
         self._thread: threading.Thread | None = None
         self._stopping = False
-        self.attempts: list[DeliveryAttempt] = []
+        self.attempts: deque[DeliveryAttempt] = deque(maxlen=10_000)
+        self.dropped = 0  # events not queued because too many were already waiting
         self.url: str | None = None
         self._signer: Webhook | None = None
         self.configure(url, secret)
@@ -105,7 +110,7 @@ class WebhookSender:
         return f"WebhookSender(url={self.url!r}, signed={self._signer is not None})"
 
     def enqueue(self, event_type: str, payload: dict[str, Any], now: datetime) -> str | None:
-        """Queue an event for immediate delivery; returns the event id (None when disabled)."""
+        """Queue an event for immediate delivery; returns the event id (None when disabled or full)."""
         if not self.enabled:
             return None
         event_id = str(uuid.uuid4())
@@ -117,6 +122,10 @@ class WebhookSender:
         }
         body = json.dumps(envelope, separators=(",", ":"))
         with self._cond:
+            if len(self._heap) >= MAX_PENDING:
+                # A receiver that has been down for hours: Codat would disable the endpoint.
+                self.dropped += 1
+                return None
             self._seq += 1
             heapq.heappush(self._heap, _Pending(now, self._seq, f"msg_{uuid.uuid4().hex}", event_type, body))
             self._cond.notify_all()

@@ -11,8 +11,13 @@ from typing import Any
 
 def codat_timestamp(when: datetime) -> str:
     """A UTC timestamp with 7 fractional digits and ``Z``, as Codat's .NET services write them."""
-    when = when.astimezone(UTC)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond:06d}0Z"
+    if when.tzinfo is not UTC:
+        when = when.astimezone(UTC)
+    # Hand-formatted: strftime is the slowest part of listing thousands of companies.
+    return (
+        f"{when.year:04d}-{when.month:02d}-{when.day:02d}T"
+        f"{when.hour:02d}:{when.minute:02d}:{when.second:02d}.{when.microsecond:06d}0Z"
+    )
 
 
 def http_date(when: datetime) -> str:
