@@ -121,7 +121,7 @@ class Operation:
     def status_at(self, now: datetime) -> str:
         """The status this operation shows at ``now``."""
         elapsed = (now - self.requested).total_seconds()
-        if elapsed >= self.duration:
+        if elapsed >= self.duration or not self.stages:
             return self.final_status
         offsets = [offset for offset, _ in self.stages]
         index = bisect.bisect_right(offsets, elapsed) - 1
