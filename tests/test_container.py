@@ -165,6 +165,7 @@ Suites: bookworm-security
 Components: main
 
 Types: deb
+# a comment inside a stanza does not end it
 URIs: http://mirror.example/debian/
 Suites: bookworm bookworm-updates
 Components: main

@@ -58,9 +58,11 @@ def parse_apt_sources(text: str) -> list[AptSource]:
         stanza.clear()
 
     for raw in text.splitlines():
-        line = raw.split("#", 1)[0].rstrip()
-        if not line.strip():
+        if not raw.strip():  # a blank line ends a deb822 stanza; a comment line does not
             flush()
+            continue
+        line = raw.split("#", 1)[0].rstrip()
+        if not line:
             continue
         one_line = re.match(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)", line)
         if one_line:
