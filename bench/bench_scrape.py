@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import importlib.metadata
 import itertools
 import json
 import os
@@ -250,6 +251,7 @@ def serve(kind: str, companies: int, data_types: int, mode: str, workdir: Path) 
         cache.update(changed)
         rerender_seconds = time.perf_counter() - started
         assert cache.rendered.rendered_companies == max(1, companies // 100)
+        age_block = _age_block_costs(cache)
         ticks = itertools.count()
         base = time.time()
         server = ExporterServer(
@@ -267,6 +269,7 @@ def serve(kind: str, companies: int, data_types: int, mode: str, workdir: Path) 
                 "series": cache.rendered.series,
                 "render_seconds": render_seconds,
                 "rerender_1pct_seconds": rerender_seconds,
+                **age_block,
             }
         )
         _serve_until_stdin_closes()
@@ -297,6 +300,29 @@ def serve(kind: str, companies: int, data_types: int, mode: str, workdir: Path) 
         _serve_until_stdin_closes()
         return
     raise SystemExit(f"unknown server kind {kind}")
+
+
+def _age_block_costs(cache: Any, rounds: int = 5) -> dict[str, float]:
+    """Median cost of the per-scrape part: formatting the age lines, and gzipping them."""
+    from exporter.exposition import gzip_member
+
+    rendered = cache.rendered
+    formats: list[float] = []
+    gzips: list[float] = []
+    lines = b""
+    for i in range(rounds):
+        started = time.perf_counter()
+        lines = rendered.since_lines(int(time.time()) + i)
+        formats.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        gzip_member(lines)
+        gzips.append(time.perf_counter() - started)
+    return {
+        "age_lines": float(len(rendered.last_sync_seconds)),
+        "age_block_bytes": float(len(lines)),
+        "age_format_ms": statistics.median(formats) * 1000,
+        "age_gzip_ms": statistics.median(gzips) * 1000,
+    }
 
 
 @dataclass
@@ -405,6 +431,7 @@ class ShapeResult:
     series: int
     render_seconds: float
     rerender_1pct_seconds: float
+    age_block: dict[str, float]
     latency: dict[str, dict[str, Latency]]
     memory: dict[str, dict[str, int]]
 
@@ -506,6 +533,7 @@ def run_shape(companies: int, data_types: int, mode: str, scrapes: int, naive_sc
         int(info["series"]),
         float(info["render_seconds"]),
         float(info["rerender_1pct_seconds"]),
+        {k: float(v) for k, v in info.items() if k.startswith("age_")},
         latency,
         memory,
     )
@@ -519,15 +547,21 @@ def machine() -> dict[str, str]:
             cpu = line.split(":", 1)[1].strip()
             break
     mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
-    import prometheus_client
-
     return {
         "cpu": f"{os.cpu_count()} × {cpu}",
         "memory": f"{mem_kb / 2**20:.1f} GiB",
         "python": platform.python_version(),
-        "prometheus_client": getattr(prometheus_client, "__version__", "?"),
+        "prometheus_client": _version("prometheus-client"),
+        "isal": _version("isal"),
         "kernel": platform.release(),
     }
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def _mib(n: int) -> str:
@@ -565,6 +599,17 @@ def summary(results: list[ShapeResult]) -> str:
             f"{r.rerender_1pct_seconds:.2f} s | {_mib(ours['VmRSS'])} (peak {_mib(ours['VmHWM'])}) | "
             f"{_mib(base['VmRSS'])} | {per:.0f} B | {marginal:.0f} B | "
             f"{_mib(naive['VmRSS'])} (peak {_mib(naive['VmHWM'])}) |"
+        )
+    lines += [
+        "",
+        "| shape | age lines per scrape | their bytes | format them | gzip them |",
+        "|---|---|---|---|---|",
+    ]
+    for r in results:
+        a = r.age_block
+        lines.append(
+            f"| {r.companies:,} × {r.data_types}, {r.status_mode} | {a['age_lines']:,.0f} | "
+            f"{a['age_block_bytes'] / 1e6:.1f} MB | {a['age_format_ms']:.1f} ms | {a['age_gzip_ms']:.1f} ms |"
         )
     return "\n".join(lines)
 

@@ -271,5 +271,6 @@ def build_app(
         landing=landing,
         routes=receiver.route if receiver is not None else {},
         max_body_bytes=config.webhooks.max_body_bytes,
+        on_body_too_large=receiver.count_too_large if receiver is not None else None,
     )
     return App(config, telemetry, client, scheduler, cache, server, refresher, receiver)

@@ -37,14 +37,14 @@ from prometheus_client.exposition import generate_latest as generate_text
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from exporter import metrics
+from exporter.codat import statuses
+from exporter.collector.snapshot import CompanySnapshot, Snapshot
+from exporter.metrics import MetricSpec
 
 try:
     from isal.isal_zlib import compressobj
 except ImportError:  # no ISA-L wheel for this platform: zlib is slower, its output the same format
     from zlib import compressobj  # type: ignore[assignment]
-from exporter.codat import statuses
-from exporter.collector.snapshot import CompanySnapshot, Snapshot
-from exporter.metrics import MetricSpec
 
 StatusMode = Literal["default", "full", "sparse"]
 STATUS_MODES: Final[tuple[str, ...]] = get_args(StatusMode)

@@ -8,11 +8,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from exporter.exposition import ExpositionCache  # noqa: E402
-from exporter.landing import LandingData  # noqa: E402
-from exporter.server import ExporterServer  # noqa: E402
-from tests.support.browser import screenshot  # noqa: E402
-from tests.support.snapshots import T0, demo_snapshot  # noqa: E402
+from exporter.exposition import ExpositionCache
+from exporter.landing import LandingData
+from exporter.server import ExporterServer
+from tests.support.browser import screenshot
+from tests.support.snapshots import T0, demo_snapshot
 
 
 def main(out: Path) -> None:

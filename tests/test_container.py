@@ -72,25 +72,41 @@ def base_image(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> str:
     return BASE_IMAGE
 
 
-@pytest.fixture(scope="module")
-def image(podman: Podman, base_image: str) -> Iterator[str]:
-    """The exporter image, built from the repository's Dockerfile on the local base image."""
-    tag = f"localhost/codat-exporter:test-{os.getpid()}"
+def build_command(base_image: str, version: str, *extra: str) -> list[str]:
+    """``podman build`` arguments for the repository's Dockerfile on ``base_image``."""
     args = [
         "build",
         "--format=docker",  # the OCI image format has no HEALTHCHECK
         "--network=host",
         f"--build-arg=PYTHON_IMAGE={base_image}",
-        f"--build-arg=VERSION={__version__}",
-        f"--tag={tag}",
+        f"--build-arg=VERSION={version}",
         f"--file={REPO_ROOT / 'Dockerfile'}",
+        *extra,
     ]
     ca_bundle = host_ca_bundle()
     if ca_bundle is not None:
         args.append(f"--secret=id=pip-ca,src={ca_bundle}")
-    podman.run(*args, str(REPO_ROOT), timeout=600)
+    return [*args, str(REPO_ROOT)]
+
+
+def dangling_images(podman: Podman) -> set[str]:
+    """Ids of the untagged images in the local store (build-stage leftovers)."""
+    result = podman.run("images", "--quiet", "--no-trunc", "--filter=dangling=true")
+    return set(result.stdout.split())
+
+
+@pytest.fixture(scope="module")
+def image(podman: Podman, base_image: str) -> Iterator[str]:
+    """The exporter image, built from the repository's Dockerfile on the local base image."""
+    tag = f"localhost/codat-exporter:test-{os.getpid()}"
+    dangling_before = dangling_images(podman)
+    podman.run(*build_command(base_image, __version__, f"--tag={tag}"), timeout=600)
     yield tag
     podman.run("rmi", "--force", tag, check=False)
+    # The build stages this run left behind; without this every code change adds one.
+    leftovers = sorted(dangling_images(podman) - dangling_before)
+    if leftovers:
+        podman.run("rmi", "--force", *leftovers, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -223,21 +239,10 @@ def test_image_reports_the_package_version(podman: Podman, image: str) -> None:
 
 @pytest.mark.slow
 def test_build_refuses_a_version_argument_that_disagrees_with_the_package(
-    podman: Podman, base_image: str
+    podman: Podman, image: str, base_image: str
 ) -> None:
     # Only the first stage is built (cached up to the check), so this costs seconds.
-    result = podman.run(
-        "build",
-        "--network=host",
-        "--target=build",
-        f"--build-arg=PYTHON_IMAGE={base_image}",
-        "--build-arg=VERSION=0.0.0-wrong",
-        f"--file={REPO_ROOT / 'Dockerfile'}",
-        *([f"--secret=id=pip-ca,src={ca}"] if (ca := host_ca_bundle()) else []),
-        str(REPO_ROOT),
-        timeout=600,
-        check=False,
-    )
+    result = podman.run(*build_command(base_image, "0.0.0-wrong", "--target=build"), timeout=600, check=False)
     assert result.returncode != 0
     assert f"build with --build-arg VERSION={__version__}" in result.stdout + result.stderr
 

@@ -96,7 +96,8 @@ def test_browser_shows_the_stalest_pairs_in_order(landing_url: str, tmp_path: Pa
     assert len(dom.rows) == 20
     assert all(len(row) == 5 for row in dom.rows)
     never = [row for row in dom.rows if row[4] == "never"]
-    assert never and dom.rows[: len(never)] == never, "never-synced pairs come first"
+    assert never
+    assert dom.rows[: len(never)] == never, "never-synced pairs come first"
     assert all(row[2] == "never synced" and row[3] == "never" for row in never)
     after = dom.rows[len(never)]
     assert after[0] == HOSTILE, "the oldest synced pair (400 days) follows, its name shown as text"

@@ -63,6 +63,11 @@ def test_kubernetes_manifests_deploy_this_version() -> None:
         assert [i["newTag"] for i in images if i["name"] == "codat-exporter"] == [__version__], path
 
 
+def test_compose_demo_builds_the_image_with_this_version() -> None:
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
+    assert compose["services"]["exporter"]["build"]["args"]["VERSION"] == __version__
+
+
 def test_changelog_top_release_is_this_version() -> None:
     changelog = Path(REPO_ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
     releases = re.findall(r"^## \[([^\]]+)\]", changelog, flags=re.MULTILINE)

@@ -63,6 +63,7 @@ def stack(fake_clock: FakeClock) -> Iterator[Stack]:
             "codat.api_key": "demo",
             "polling.interval": "1h",  # no poll would notice the sync within the test
             "server.listen_address": f"127.0.0.1:{free_port()}",
+            "webhooks.max_body_bytes": 4096,
         },
     )
     app = build_app(config)
@@ -125,3 +126,16 @@ def test_rate_limit_events_pause_and_resume_the_scheduler(stack: Stack) -> None:
     reset = {"dailyQuota": 12000, "quotaRemaining": 12000, "expiryDate": "2030-01-02T23:59:59Z"}
     stack.sim.webhooks.enqueue("client.rateLimit.reset", reset, stack.clock.now())
     wait_for(lambda: stack.app.scheduler.paused_until is None, "the resume")
+
+
+def test_oversized_delivery_is_refused_unread_and_counted(stack: Stack) -> None:
+    body = b"{" + b" " * 8192 + b"}"
+    headers = {
+        "webhook-id": "big",
+        "webhook-timestamp": str(int(time.time())),
+        "webhook-signature": "v1,AAAA",
+    }
+    answer = requests.post(stack.app.url + "/webhooks/codat", data=body, headers=headers, timeout=10)
+    assert answer.status_code == 413
+    too_large = (("event_type", "other"), ("result", "too_large"))
+    assert stack.metrics()[(WEBHOOKS_RECEIVED.name, too_large)] == 1

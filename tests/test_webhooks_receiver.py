@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
@@ -359,6 +360,16 @@ def test_own_listen_address_serves_only_the_webhook() -> None:
     assert telemetry.registry.get_sample_value(WEBHOOKS_RECEIVED.name, too_large) == 1
 
 
+def test_taken_listen_address_fails_when_the_receiver_is_built() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        settings = WebhookSettings(enabled=True, secret=SecretStr(SECRET_TEXT), listen_address=address)
+        with pytest.raises(OSError, match="in use"):
+            build_webhook_receiver(settings, RecordingScheduler(), Telemetry(), owns=lambda _: True)
+
+
 def test_builder_uses_the_configured_path_and_tolerance() -> None:
     settings = WebhookSettings(enabled=True, secret=SecretStr(SECRET_TEXT), path="/hooks/codat", tolerance=30)
     scheduler = RecordingScheduler()
@@ -398,3 +409,24 @@ def test_any_request_gets_a_4xx_or_2xx_answer_never_an_exception(
     response = receiver.receive(headers, body)
     assert response.status in {200, 400, 401, 413}
     assert not scheduler.touched  # the worker is not running: nothing is acted on inline
+
+
+http_header_values = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=60)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    headers=st.dictionaries(
+        st.sampled_from(
+            ["webhook-id", "webhook-timestamp", "webhook-signature", "svix-id", "svix-timestamp"]
+        ),
+        http_header_values,
+    ),
+    body=st.binary(max_size=200),
+)
+def test_malformed_headers_over_http_never_get_a_server_error(
+    harness: Harness, headers: dict[str, str], body: bytes
+) -> None:
+    response = post(harness.url, body, headers)
+    assert response.status_code == 401
+    assert not harness.scheduler.touched

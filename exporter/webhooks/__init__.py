@@ -29,7 +29,8 @@ def build_webhook_receiver(
 ) -> WebhookReceiver:
     """The receiver described by ``settings``; ``owns(company_id)`` says whether this shard polls a company.
 
-    Raises ``exporter.webhooks.verify.SecretError`` if no usable secret is configured.
+    Raises ``exporter.webhooks.verify.SecretError`` if no usable secret is configured, and
+    ``OSError`` if ``webhooks.listen_address`` cannot be bound.
     """
     if settings.secret is None:
         raise SecretError("webhooks need a signing secret: set CODAT_WEBHOOK_SECRET or webhooks.secret_file")

@@ -158,6 +158,16 @@ class WebhookReceiver:
         self._monotonic = monotonic
         self._worker: threading.Thread | None = None
         self._server: ExporterServer | None = None
+        self._serving = False
+        self._first_accepted = False
+        if listen_address is not None:
+            # Bound now, like the main server, so a taken port fails at start-up, not later.
+            self._server = webhook_server(
+                listen_address,
+                self._own_route(),
+                max_body_bytes=max_body_bytes,
+                on_body_too_large=self.count_too_large,
+            )
 
     def __repr__(self) -> str:
         """Describe the receiver without its secret."""
@@ -199,6 +209,10 @@ class WebhookReceiver:
             self._seen.forget(signed.message_id)
             log.warning("webhook %s refused with 503: the dispatch queue is full", signed.message_id)
             return _BUSY
+        if not self._first_accepted:
+            # Once, so an operator setting up the Codat endpoint sees it work without debug logs.
+            self._first_accepted = True
+            log.info("first verified Codat webhook accepted (%s); webhooks are working", label)
         return _OK
 
     def count_too_large(self, path: str) -> None:
@@ -222,7 +236,7 @@ class WebhookReceiver:
 
     @property
     def url(self) -> str | None:
-        """Base URL of the receiver's own listener once started (``None`` when on the main server)."""
+        """Base URL of the receiver's own listener (``None`` when it is on the main server)."""
         return self._server.url if self._server is not None else None
 
     # --- worker side ------------------------------------------------------------------
@@ -232,21 +246,17 @@ class WebhookReceiver:
         if self._worker is None or not self._worker.is_alive():
             self._worker = threading.Thread(target=self._run, name="webhook-dispatch", daemon=True)
             self._worker.start()
-        if self.listen_address is not None and self._server is None:
-            self._server = webhook_server(
-                self.listen_address,
-                self._own_route(),
-                max_body_bytes=self.max_body_bytes,
-                on_body_too_large=self.count_too_large,
-            )
+        if self._server is not None and not self._serving:
             self._server.start()
+            self._serving = True
             log.info("receiving Codat webhooks on %s%s", self._server.url, self.path)
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the own listener (if any), let the worker finish the queued events, then stop it."""
+        """Close the own listener (if any), let the worker finish the queued events, then stop it."""
         if self._server is not None:
             self._server.stop()
             self._server = None
+            self._serving = False
         worker = self._worker
         if worker is None:
             return
@@ -294,7 +304,8 @@ class WebhookReceiver:
                 return
             self._latency.expect(event.company_id, job.received_at, self._scheduler.snapshot)
             self._scheduler.request_poll(event.company_id, POLL_REASON)
-            log.info("webhook %s: polling company %s now", label, event.company_id)
+            # Debug, not info: a large account sends thousands of these a day.
+            log.debug("webhook %s: polling company %s now", label, event.company_id)
         elif isinstance(event, RateLimitReached):
             self._scheduler.pause_until(event.expiry)
             log.warning(
