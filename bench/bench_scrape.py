@@ -7,7 +7,10 @@ Run from the repository root (takes a few minutes on 2 cores)::
 
 Each server runs in its own process, built from the same synthetic snapshot (same seed):
 
-* ``ours``: ``ExpositionCache`` + ``ExporterServer``, exactly as the exporter serves /metrics;
+* ``ours``: ``ExpositionCache`` + ``ExporterServer``, exactly as the exporter serves /metrics (the
+  age ticker builds each second's ``seconds since last sync`` block ahead of the scrapes);
+* ``cold``: the same, but its clock moves one second per scrape and the age ticker is off, so every
+  scrape builds that block itself: the first scrape after a quiet spell, or a ticker that fell behind;
 * ``naive``: a prometheus_client custom collector yielding ``GaugeMetricFamily``/``CounterMetricFamily``
   from the snapshot on every scrape, served by ``prometheus_client.start_http_server``;
 * ``static``: ``http.server`` serving the bytes of one of our bodies from a file: the floor for moving
@@ -15,10 +18,10 @@ Each server runs in its own process, built from the same synthetic snapshot (sam
 * ``baseline``: ``ExporterServer`` over an empty snapshot, for the interpreter's own RSS.
 
 This process is the client: one new connection per scrape, the whole body read, wall time measured
-from the request to the last byte. Our server is given a clock that moves one second per scrape, so
-every scrape recomputes the scrape-time ``seconds since last sync`` block (its per-second cache never
-hits): the numbers are the worst case, not a cache benchmark. RSS is read from ``/proc/<pid>/status``
-of each server process after its scrapes (``VmRSS``, and ``VmHWM`` for the peak).
+from the request to the last byte. RSS is read from ``/proc/<pid>/status`` of each server process
+after its scrapes (``VmRSS``, and ``VmHWM`` for the peak); the age ticker's CPU from
+``/proc/<pid>/stat`` of ``ours`` over a few seconds without scrapes (the ticker keeps building while
+the last scrape is recent).
 """
 
 from __future__ import annotations
@@ -240,7 +243,7 @@ def serve(kind: str, companies: int, data_types: int, mode: str, workdir: Path) 
         _serve_until_stdin_closes()
         return
     snapshot = synthetic_snapshot(companies, data_types)
-    if kind == "ours":
+    if kind in ("ours", "cold"):
         telemetry = Telemetry()
         cache = ExpositionCache(mode, telemetry.registry)
         started = time.perf_counter()
@@ -260,7 +263,9 @@ def serve(kind: str, companies: int, data_types: int, mode: str, workdir: Path) 
             telemetry,
             lambda: True,
             lambda: LandingData(changed),
-            clock=lambda: base + next(ticks),  # a new second per scrape: the age block is never cached
+            # cold: a new second per scrape and no ticker, so every scrape builds its age block
+            clock=(lambda: base + next(ticks)) if kind == "cold" else time.time,
+            prebuild_ages=kind == "ours",
         )
         server.start()
         _announce(
@@ -303,12 +308,14 @@ def serve(kind: str, companies: int, data_types: int, mode: str, workdir: Path) 
 
 
 def _age_block_costs(cache: Any, rounds: int = 5) -> dict[str, float]:
-    """Median cost of the per-scrape part: formatting the age lines, and gzipping them."""
-    from exporter.exposition import gzip_member
+    """Median cost of building one second's age block: formatting its lines, gzipping them, and
+    both as a gzip-only build does them (piece by piece)."""
+    from exporter.exposition import build_age_block, gzip_member
 
     rendered = cache.rendered
     formats: list[float] = []
     gzips: list[float] = []
+    builds: list[float] = []
     lines = b""
     for i in range(rounds):
         started = time.perf_counter()
@@ -317,11 +324,15 @@ def _age_block_costs(cache: Any, rounds: int = 5) -> dict[str, float]:
         started = time.perf_counter()
         gzip_member(lines)
         gzips.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        build_age_block(rendered, int(time.time()) + i, plain=False, gzip=True)
+        builds.append(time.perf_counter() - started)
     return {
         "age_lines": float(len(rendered.last_sync_seconds)),
         "age_block_bytes": float(len(lines)),
         "age_format_ms": statistics.median(formats) * 1000,
         "age_gzip_ms": statistics.median(gzips) * 1000,
+        "age_build_gzip_only_ms": statistics.median(builds) * 1000,
     }
 
 
@@ -344,6 +355,11 @@ class ServerProcess:
             if name in ("VmRSS", "VmHWM"):
                 fields[name] = int(value.split()[0]) * 1024
         return fields
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time the process has used so far."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         assert self.process.stdin is not None
@@ -434,6 +450,8 @@ class ShapeResult:
     age_block: dict[str, float]
     latency: dict[str, dict[str, Latency]]
     memory: dict[str, dict[str, int]]
+    ticker_cpu_share: float
+    """Share of one core the ``ours`` process used per wall second while idle but recently scraped."""
 
     def rss_per_series(self) -> tuple[float, float]:
         """(RSS / series, (RSS − empty-exporter RSS) / series) of our server, in bytes."""
@@ -443,6 +461,7 @@ class ShapeResult:
 
 
 GZIP = {"Accept-Encoding": "gzip"}
+TICKER_CPU_SECONDS = 5.0
 
 
 def measure_interleaved(
@@ -478,13 +497,30 @@ def _print(kind: str, latency: dict[str, Latency], memory: dict[str, int] | None
         print(f"    {kind:6} RSS {_mib(memory['VmRSS'])} (peak {_mib(memory['VmHWM'])})", flush=True)
 
 
+def measure_ticker_cpu(companies: int, data_types: int, mode: str, workdir: Path) -> float:
+    """Share of a core a fresh ``ours`` uses after one gzip scrape, as under Prometheus between scrapes.
+
+    No scrape arrives while it is measured, so the CPU is the age ticker's (gzip blocks only).
+    """
+    server = start_server("ours", companies, data_types, mode, workdir)
+    try:
+        scrape(server.port, "/metrics", GZIP)
+        time.sleep(1.0)  # let the ticker reach its steady once-per-second rhythm
+        cpu_before, wall_before = server.cpu_seconds(), time.monotonic()
+        time.sleep(TICKER_CPU_SECONDS)
+        return (server.cpu_seconds() - cpu_before) / (time.monotonic() - wall_before)
+    finally:
+        server.stop()
+
+
 def run_shape(companies: int, data_types: int, mode: str, scrapes: int, naive_scrapes: int) -> ShapeResult:
     """Start the servers for one shape, scrape them, collect the numbers.
 
-    Ours and the static floor run side by side and are scraped alternately; the naive reference
-    (seconds per scrape) runs alone afterwards with fewer scrapes.
+    Ours (age ticker on), cold (every scrape builds its age block) and the static floor run side by
+    side and are scraped in turn; the naive reference (seconds per scrape) runs alone afterwards
+    with fewer scrapes.
     """
-    latency: dict[str, dict[str, Latency]] = {"ours": {}, "static": {}}
+    latency: dict[str, dict[str, Latency]] = {"ours": {}, "cold": {}, "static": {}}
     memory: dict[str, dict[str, int]] = {}
     print(f"  servers for {companies} companies × {data_types} data types, status mode {mode}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -494,28 +530,34 @@ def run_shape(companies: int, data_types: int, mode: str, scrapes: int, naive_sc
         baseline.stop()
         _print("empty", {}, memory["baseline"])
         ours = start_server("ours", companies, data_types, mode, workdir)
+        cold = start_server("cold", companies, data_types, mode, workdir)
         static = start_server("static", companies, data_types, mode, workdir)
         try:
             for variant, ours_headers, static_path in (
                 ("plain", {}, "/metrics"),
                 ("gzip", GZIP, "/metrics.gz"),
             ):
-                both = measure_interleaved(
+                side_by_side = measure_interleaved(
                     {
                         "ours": (ours.port, "/metrics", ours_headers),
+                        "cold": (cold.port, "/metrics", ours_headers),
                         "static": (static.port, static_path, {}),
                     },
                     scrapes,
                 )
-                for kind, lat in both.items():
+                for kind, lat in side_by_side.items():
                     latency[kind][variant] = lat
             memory["ours"] = ours.memory()
             info = ours.info
         finally:
             ours.stop()
+            cold.stop()
             static.stop()
+        ticker_cpu = measure_ticker_cpu(companies, data_types, mode, workdir)
         _print("ours", latency["ours"], memory["ours"])
+        _print("cold", latency["cold"], None)
         _print("static", latency["static"], None)
+        print(f"    age ticker: {ticker_cpu:.1%} of a core while scraped", flush=True)
         naive = start_server("naive", companies, data_types, mode, workdir)
         try:
             latency["naive"] = {
@@ -536,6 +578,7 @@ def run_shape(companies: int, data_types: int, mode: str, scrapes: int, naive_sc
         {k: float(v) for k, v in info.items() if k.startswith("age_")},
         latency,
         memory,
+        ticker_cpu,
     )
 
 
@@ -571,18 +614,20 @@ def _mib(n: int) -> str:
 def summary(results: list[ShapeResult]) -> str:
     """The markdown table for RESULTS.md."""
     lines = [
-        "| shape | series | variant | ours p50 / p99 | naive p50 / p99 | static p50 / p99 | "
-        "ours vs naive | ours / static | body |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| shape | series | variant | ours p50 / p99 | cold p50 / p99 | naive p50 / p99 | "
+        "static p50 / p99 | ours vs naive | ours / static (p99) | cold / static | body |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         shape = f"{r.companies:,} × {r.data_types}, {r.status_mode}"
         for variant in ("plain", "gzip"):
-            o, n, s = (r.latency[k][variant] for k in ("ours", "naive", "static"))
+            o, c, n, s = (r.latency[k][variant] for k in ("ours", "cold", "naive", "static"))
             lines.append(
-                f"| {shape} | {r.series:,} | {variant} | {o.p50_ms:.0f} / {o.p99_ms:.0f} ms | "
-                f"{n.p50_ms:,.0f} / {n.p99_ms:,.0f} ms | {s.p50_ms:.0f} / {s.p99_ms:.0f} ms | "
-                f"{n.p50_ms / o.p50_ms:.0f}× faster | {o.p50_ms / s.p50_ms:.2f}× | "
+                f"| {shape} | {r.series:,} | {variant} | {o.p50_ms:.1f} / {o.p99_ms:.1f} ms | "
+                f"{c.p50_ms:.1f} / {c.p99_ms:.1f} ms | "
+                f"{n.p50_ms:,.0f} / {n.p99_ms:,.0f} ms | {s.p50_ms:.1f} / {s.p99_ms:.1f} ms | "
+                f"{n.p50_ms / o.p50_ms:.0f}× faster | {o.p50_ms / s.p50_ms:.2f}× "
+                f"({o.p99_ms / s.p99_ms:.2f}×) | {c.p50_ms / s.p50_ms:.2f}× | "
                 f"{o.body_bytes / 1e6:.1f} MB |"
             )
     lines += [
@@ -602,14 +647,17 @@ def summary(results: list[ShapeResult]) -> str:
         )
     lines += [
         "",
-        "| shape | age lines per scrape | their bytes | format them | gzip them |",
-        "|---|---|---|---|---|",
+        "| shape | age lines per second | their bytes | format them | gzip them | "
+        "gzip-only build (pieces) | age ticker CPU while scraped |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in results:
         a = r.age_block
         lines.append(
             f"| {r.companies:,} × {r.data_types}, {r.status_mode} | {a['age_lines']:,.0f} | "
-            f"{a['age_block_bytes'] / 1e6:.1f} MB | {a['age_format_ms']:.1f} ms | {a['age_gzip_ms']:.1f} ms |"
+            f"{a['age_block_bytes'] / 1e6:.1f} MB | {a['age_format_ms']:.1f} ms | "
+            f"{a['age_gzip_ms']:.1f} ms | "
+            f"{a['age_build_gzip_only_ms']:.1f} ms | {r.ticker_cpu_share:.1%} of a core |"
         )
     return "\n".join(lines)
 

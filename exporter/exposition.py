@@ -10,9 +10,12 @@ concatenating bytes rendered in the poll thread costs a memory copy.
   member per family. Companies whose ``CompanySnapshot`` did not change since the
   previous render are copied from it instead of rendered again.
 * ``codat_data_seconds_since_last_successful_sync`` must keep rising when
-  polling stalls, so it cannot be rendered ahead. Its lines are kept as one
-  ``%d`` template with the last-sync times beside it; a scrape fills the template
-  in one C-level call, at most once per wall-clock second.
+  polling stalls, so it cannot be rendered once per snapshot. Its lines are kept
+  as ``%d`` templates (pieces of about 256 KiB) with the last-sync times beside
+  them. Filled in for one wall-clock second they make an ``AgeBlock``, which is
+  only ever served in that second. While scrapes arrive, ``AgeTicker`` builds the
+  block of the next second ahead of time, so a scrape finds it ready; a scrape
+  that finds none (the first after a quiet spell) builds it itself.
 * A gzip stream may be several gzip members one after another (RFC 1952 §2.2;
   Go's ``compress/gzip`` and Python's ``gzip`` read them all), so a gzip body is
   the pre-compressed static members plus small members compressed per scrape.
@@ -24,12 +27,14 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import math
 import threading
+import time
 import zlib
 from array import array
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Final, Literal, get_args
 
 from prometheus_client import CollectorRegistry
@@ -46,6 +51,8 @@ try:
 except ImportError:  # no ISA-L wheel for this platform: zlib is slower, its output the same format
     from zlib import compressobj  # type: ignore[assignment]
 
+log = logging.getLogger(__name__)
+
 StatusMode = Literal["default", "full", "sparse"]
 STATUS_MODES: Final[tuple[str, ...]] = get_args(StatusMode)
 
@@ -55,6 +62,13 @@ OPENMETRICS_CONTENT_TYPE: Final = "application/openmetrics-text; version=1.0.0; 
 GZIP_LEVEL: Final = 1
 """Level of every gzip member. Exposition text is so repetitive that level 1 is within ~5 % of
 level 6 in size at a third of the CPU (see bench/RESULTS.md)."""
+
+AGE_CHUNK_BYTES: Final = 256 * 1024
+"""Target size of one piece of the age template. Filling a piece is one C call that holds the GIL;
+pieces keep each call well under a millisecond, so scrapes run between them."""
+AGE_TICKER_ACTIVE_SECONDS: Final = 300.0
+"""The age ticker builds blocks ahead while the last scrape is at most this old (any Prometheus
+scrape interval up to 5 minutes), and sleeps otherwise."""
 
 SINCE_SPEC: Final = metrics.DATA_SECONDS_SINCE_SYNC
 STATIC_SPECS: Final[tuple[MetricSpec, ...]] = tuple(
@@ -235,13 +249,36 @@ def _unchanged(before: CompanySnapshot, now: CompanySnapshot) -> bool:
     return before is now or before == now
 
 
+@dataclass(frozen=True, slots=True)
+class _AgeChunk:
+    """A piece of the age template: whole lines, filled with ``last_sync_seconds[start:stop]``."""
+
+    template: bytes
+    start: int
+    stop: int
+
+
+def _age_chunks(template: bytes, offsets: array[int], counts: array[int]) -> tuple[_AgeChunk, ...]:
+    """Cut the age template at company boundaries into pieces of about ``AGE_CHUNK_BYTES``."""
+    chunks: list[_AgeChunk] = []
+    first = 0
+    last = len(offsets) - 1
+    for i in range(1, last + 1):
+        if i == last or offsets[i] - offsets[first] >= AGE_CHUNK_BYTES:
+            if counts[i] > counts[first]:
+                chunks.append(_AgeChunk(template[offsets[first] : offsets[i]], counts[first], counts[i]))
+            first = i
+    return tuple(chunks)
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class RenderedExposition:
     """The pre-rendered exposition of one snapshot (read-only once built).
 
     Company ``i`` (in ``company_ids`` order) owns ``families[f][offsets[f][i]:offsets[f][i+1]]``
-    of every static family, and the slices of ``since_template`` / ``last_sync_seconds`` given by
-    ``since_offsets`` / ``since_counts``, so the next render can copy unchanged companies.
+    of every static family, and the slices of the age template (the ``since_chunks`` joined) and
+    of ``last_sync_seconds`` given by ``since_offsets`` / ``since_counts``, so the next render can
+    copy unchanged companies.
     """
 
     status_mode: str
@@ -250,7 +287,7 @@ class RenderedExposition:
     families: tuple[bytes, ...]
     offsets: tuple[array[int], ...]
     families_gzip: tuple[bytes, ...]
-    since_template: bytes
+    since_chunks: tuple[_AgeChunk, ...]
     since_offsets: array[int]
     last_sync_seconds: array[int]
     since_counts: array[int]
@@ -262,11 +299,21 @@ class RenderedExposition:
         """Number of per-company series this rendering serves (static plus scrape-time)."""
         return sum(f.count(b"\n") for f in self.families) + len(self.last_sync_seconds)
 
+    @property
+    def since_template(self) -> bytes:
+        """The whole age template (every company's ``%d`` lines, in order)."""
+        return b"".join(c.template for c in self.since_chunks)
+
+    def since_pieces(self, now_seconds: int) -> Iterator[bytes]:
+        """The sample lines of ``codat_data_seconds_since_last_successful_sync`` at ``now_seconds``,
+        one template piece at a time (the GIL is free between pieces)."""
+        seconds = self.last_sync_seconds
+        for chunk in self.since_chunks:
+            yield chunk.template % tuple([now_seconds - t for t in seconds[chunk.start : chunk.stop]])
+
     def since_lines(self, now_seconds: int) -> bytes:
         """The sample lines of ``codat_data_seconds_since_last_successful_sync`` at ``now_seconds``."""
-        if not self.last_sync_seconds:
-            return b""
-        return self.since_template % tuple([now_seconds - t for t in self.last_sync_seconds])
+        return b"".join(self.since_pieces(now_seconds))
 
 
 _Run = tuple[int, int]
@@ -357,6 +404,8 @@ def render_snapshot(
         segments, previous.since_template, previous.since_offsets, lambda c: c.since_template
     )
     seconds, counts = _splice_seconds(segments, previous.last_sync_seconds, previous.since_counts)
+    chunks = _age_chunks(template, template_offsets, counts)
+    del template  # the chunks hold the same bytes
     families = tuple(data for data, _ in columns)
     return RenderedExposition(
         status_mode=status_mode,
@@ -365,7 +414,7 @@ def render_snapshot(
         families=families,
         offsets=tuple(offsets for _, offsets in columns),
         families_gzip=tuple(gzip_member(f) for f in families),
-        since_template=template,
+        since_chunks=chunks,
         since_offsets=template_offsets,
         last_sync_seconds=seconds,
         since_counts=counts,
@@ -380,7 +429,7 @@ _EMPTY: Final = RenderedExposition(
     families=tuple(b"" for _ in STATIC_SPECS),
     offsets=tuple(array("q", [0]) for _ in STATIC_SPECS),
     families_gzip=tuple(b"" for _ in STATIC_SPECS),
-    since_template=b"",
+    since_chunks=(),
     since_offsets=array("q", [0]),
     last_sync_seconds=array("q"),
     since_counts=array("q", [0]),
@@ -420,12 +469,68 @@ def registry_exposition(registry: CollectorRegistry, *, openmetrics: bool) -> by
     return om.removesuffix(_EOF)
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class AgeBlock:
+    """The ``codat_data_seconds_since_last_successful_sync`` samples of one rendering at one second.
+
+    Its values are right only during ``second`` (Unix time, whole seconds), so it is served only
+    then. ``plain`` (the sample lines, in pieces) or ``gzip`` (one gzip member, or ``b""`` when
+    there are no lines) is ``None`` when that variant was not built.
+    """
+
+    rendered: RenderedExposition
+    second: int
+    plain: tuple[bytes, ...] | None
+    gzip: bytes | None
+
+    def has(self, *, plain: bool, gzip: bool) -> bool:
+        """Whether the block holds every variant asked for."""
+        return (not plain or self.plain is not None) and (not gzip or self.gzip is not None)
+
+
+def build_age_block(
+    rendered: RenderedExposition,
+    second: int,
+    *,
+    plain: bool,
+    gzip: bool,
+    base: AgeBlock | None = None,
+) -> AgeBlock:
+    """Fill the age template for ``second``; keep the plain lines and/or compress them.
+
+    ``base`` (the same rendering and second) lends the variants it already has: its plain lines
+    are compressed rather than formatted again. Pieces are formatted and compressed one after
+    the other, so the whole plain block is never held unless it is asked for.
+    """
+    if base is not None and (base.rendered is not rendered or base.second != second):
+        raise ValueError("base is an age block of another rendering or second")
+    have_plain = base.plain if base is not None else None
+    have_gzip = base.gzip if base is not None else None
+    if plain and have_plain is None:
+        have_plain = tuple(rendered.since_pieces(second))
+    if gzip and have_gzip is None:
+        have_gzip = _gzip_stream(have_plain if have_plain is not None else rendered.since_pieces(second))
+    return AgeBlock(rendered, second, have_plain, have_gzip)
+
+
+def _gzip_stream(pieces: Iterable[bytes]) -> bytes:
+    """``pieces`` as one gzip member (``b""`` when there are none), compressed as they come."""
+    compressor = compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+    out = [compressor.compress(piece) for piece in pieces]  # ISA-L and zlib release the GIL here
+    return b"".join([*out, compressor.flush()]) if out else b""
+
+
 class ExpositionCache:
     """The /metrics body source: the current rendering plus the scrape-time parts; thread-safe.
 
     ``update`` runs in the poll thread and swaps one reference; ``parts``/``body`` run on scrapes
-    and only read that reference, so a scrape never waits for a render.
+    and only read that reference, so a scrape never waits for a render. Age blocks are kept by
+    second for the current rendering: the one a scrape builds, and those ``prebuild_ages`` (the
+    age ticker) builds ahead.
     """
+
+    MAX_AGE_BLOCKS: Final = 3
+    """Age blocks kept at once: the current second's, the next one's, and one being replaced."""
 
     def __init__(self, status_mode: str = "default", registry: CollectorRegistry | None = None) -> None:
         """Start with an empty snapshot; ``registry`` (e.g. ``Telemetry.registry``) is appended per scrape."""
@@ -433,33 +538,91 @@ class ExpositionCache:
         self.status_mode = status_mode
         self.registry = registry
         self._update_lock = threading.Lock()
-        self._since_lock = threading.Lock()
+        self._ages_lock = threading.Lock()  # guards _ages; held only to read or swap it
+        self._scrape_build_lock = threading.Lock()  # scrapes in one second share one build
         self._rendered = render_snapshot(Snapshot(), status_mode)
-        self._since: tuple[RenderedExposition, int, bytes, bytes | None] | None = None
+        self._ages: dict[int, AgeBlock] = {}
+        self._update_listeners: list[Callable[[], None]] = []
+        self.age_blocks_built_on_scrape = 0
+        """Age blocks a scrape had to build itself (none was ready for its second)."""
+        self.age_blocks_built_ahead = 0
+        """Age blocks ``prebuild_ages`` built before a scrape asked for them."""
 
     @property
     def rendered(self) -> RenderedExposition:
         """The current rendering."""
         return self._rendered
 
+    def on_update(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (cheap, no arguments) after each new rendering is swapped in."""
+        self._update_listeners.append(listener)
+
     def update(self, snapshot: Snapshot) -> None:
         """Render ``snapshot`` (reusing unchanged companies) and make it the one scrapes see."""
         with self._update_lock:
             self._rendered = render_snapshot(snapshot, self.status_mode, previous=self._rendered)
-            with self._since_lock:
-                self._since = None  # it may hold the previous rendering alive
+            with self._ages_lock:
+                self._ages = {}  # they belong to (and hold alive) the previous rendering
             release_free_heap()
+        for listener in self._update_listeners:
+            listener()
 
-    def _since_block(self, rendered: RenderedExposition, now_seconds: int, *, gzip: bool) -> bytes:
-        # Scrapes within one wall-clock second share the block: the values have whole-second resolution.
-        with self._since_lock:
-            cached = self._since
-            if cached is None or cached[0] is not rendered or cached[1] != now_seconds:
-                cached = (rendered, now_seconds, rendered.since_lines(now_seconds), None)
-            if gzip and cached[3] is None:
-                cached = (*cached[:3], gzip_member(cached[2]) if cached[2] else b"")
-            self._since = cached
-            return cached[3] if gzip and cached[3] is not None else cached[2]
+    def age_block(self, second: int) -> AgeBlock | None:
+        """The age block kept for ``second`` of the current rendering, if any."""
+        with self._ages_lock:
+            block = self._ages.get(second)
+        return block if block is not None and block.rendered is self._rendered else None
+
+    def _keep(self, block: AgeBlock) -> AgeBlock:
+        """Keep ``block`` (merged with what is kept for its second); drop blocks furthest from it."""
+        with self._ages_lock:
+            if block.rendered is not self._rendered:
+                return block  # a new snapshot landed while it was built: serve it, keep nothing
+            kept = self._ages.get(block.second)
+            if kept is not None and kept.rendered is block.rendered:
+                block = replace(
+                    block,
+                    plain=block.plain if block.plain is not None else kept.plain,
+                    gzip=block.gzip if block.gzip is not None else kept.gzip,
+                )
+            ages = {**self._ages, block.second: block}
+            while len(ages) > self.MAX_AGE_BLOCKS:
+                del ages[max(ages, key=lambda s: abs(s - block.second))]
+            self._ages = ages
+            return block
+
+    def prebuild_ages(self, second: int, *, plain: bool, gzip: bool) -> bool:
+        """Build the age block of ``second`` ahead of the scrapes that will ask for it.
+
+        Returns whether anything was built (False when the variants asked for are there already).
+        Runs outside every lock a scrape waits on.
+        """
+        rendered = self._rendered
+        with self._ages_lock:
+            kept = self._ages.get(second)
+        if kept is not None and kept.rendered is not rendered:
+            kept = None
+        if kept is not None and kept.has(plain=plain, gzip=gzip):
+            return False
+        self._keep(build_age_block(rendered, second, plain=plain, gzip=gzip, base=kept))
+        self.age_blocks_built_ahead += 1
+        return True
+
+    def _scrape_ages(self, rendered: RenderedExposition, second: int, *, gzip: bool) -> AgeBlock:
+        """The age block a scrape at ``second`` serves: the kept one, or one built now."""
+        with self._ages_lock:
+            kept = self._ages.get(second)
+        if kept is not None and kept.rendered is rendered and kept.has(plain=not gzip, gzip=gzip):
+            return kept
+        with self._scrape_build_lock:
+            with self._ages_lock:
+                kept = self._ages.get(second)
+            base = kept if kept is not None and kept.rendered is rendered else None
+            if base is not None and base.has(plain=not gzip, gzip=gzip):
+                return base
+            block = build_age_block(rendered, second, plain=not gzip, gzip=gzip, base=base)
+            self.age_blocks_built_on_scrape += 1
+            return self._keep(block)
 
     def parts(
         self, openmetrics: bool, gzip: bool, now: float, registry: CollectorRegistry | None = None
@@ -477,9 +640,12 @@ class ExpositionCache:
             if samples:
                 out.append(samples)
         out.append(_SINCE_HEADER_GZ[openmetrics] if gzip else _SINCE_HEADER[openmetrics])
-        since = self._since_block(rendered, math.floor(now), gzip=gzip)
-        if since:
-            out.append(since)
+        ages = self._scrape_ages(rendered, math.floor(now), gzip=gzip)
+        if gzip:
+            if ages.gzip:
+                out.append(ages.gzip)
+        elif ages.plain:
+            out.extend(ages.plain)
         registry = registry if registry is not None else self.registry
         if registry is not None:
             extra = registry_exposition(registry, openmetrics=openmetrics)
@@ -493,3 +659,114 @@ class ExpositionCache:
     ) -> bytes:
         """The whole /metrics body as one bytes object (see ``parts``)."""
         return b"".join(self.parts(openmetrics, gzip, now, registry))
+
+
+class AgeTicker:
+    """Builds the age block of the coming second ahead of scrapes, while scrapes arrive.
+
+    The server reports each /metrics scrape with ``scraped``. While the last scrape of a variant
+    (plain or gzip) is at most ``active_seconds`` old, a daemon thread builds that variant's block
+    for the current and the next wall-clock second, then sleeps until the next second begins:
+    a scrape then finds its block ready instead of formatting and compressing it. With no
+    scrapes in that window the thread waits without a timeout (no CPU) until the next scrape.
+    The served values never depend on the ticker: a block is served only in its own second.
+    """
+
+    def __init__(
+        self,
+        cache: ExpositionCache,
+        clock: Callable[[], float] = time.time,
+        *,
+        active_seconds: float = AGE_TICKER_ACTIVE_SECONDS,
+    ) -> None:
+        """Tick ``cache`` by ``clock`` (Unix time); ``start()`` runs the thread."""
+        self.cache = cache
+        self.clock = clock
+        self.active_seconds = active_seconds
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._last_scrape: dict[bool, float] = {}  # gzip? → Unix time of the last such scrape
+        self._idle = True
+        self._thread: threading.Thread | None = None
+        cache.on_update(self._wake.set)  # a new rendering: build its blocks now, not next second
+
+    @property
+    def running(self) -> bool:
+        """Whether the ticker thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def idle(self) -> bool:
+        """Whether the thread is waiting for a scrape (nothing scraped recently)."""
+        with self._lock:
+            return self._idle
+
+    def start(self) -> None:
+        """Run the ticker on a daemon thread (idle until the first scrape)."""
+        if self.running:
+            return
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="age-ticker", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread and wait for it (at most one block build)."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def scraped(self, *, gzip: bool, now: float) -> None:
+        """Note a /metrics scrape at ``now``; wakes the thread if it was idle."""
+        with self._lock:
+            self._last_scrape[gzip] = now
+            wake = self._idle
+            self._idle = False
+        if wake:
+            self._wake.set()
+
+    def wanted(self, now: float) -> tuple[bool, bool]:
+        """Which variants (plain, gzip) were scraped within the active window before ``now``."""
+        with self._lock:
+            return self._window(now)
+
+    def tick(self, now: float) -> int:
+        """Build the wanted variants of the blocks of ``now``'s second and the next; how many built."""
+        plain, gz = self.wanted(now)
+        if not (plain or gz):
+            return 0
+        second = math.floor(now)
+        built = 0
+        for target in (second, second + 1):
+            if self._stopping.is_set():
+                break
+            built += self.cache.prebuild_ages(target, plain=plain, gzip=gz)
+        return built
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()
+            now = self.clock()
+            with self._lock:
+                # Decided under the lock ``scraped`` takes, so a scrape's wake-up cannot be missed.
+                self._idle = not any(self._window(now))
+                idle = self._idle
+            if idle:
+                self._wake.wait()
+                continue
+            try:
+                self.tick(now)
+            except Exception:  # never let a bad render stop the ticker: scrapes build their own
+                log.exception("building the age block ahead of scrapes failed")
+            # Sleep to just past the next second boundary; a new rendering or stop() wakes it early.
+            self._wake.wait(min(1.0, max(0.0, math.floor(now) + 1.001 - self.clock())))
+
+    def _window(self, now: float) -> tuple[bool, bool]:
+        # ``wanted`` for a caller that holds ``_lock``.
+        plain, gz = (self._last_scrape.get(v) for v in (False, True))
+        return (
+            plain is not None and now - plain <= self.active_seconds,
+            gz is not None and now - gz <= self.active_seconds,
+        )

@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Final
 from urllib.parse import urlsplit
 
-from exporter.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, ExpositionCache
+from exporter.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, AgeTicker, ExpositionCache
 from exporter.landing import LandingData, render_landing
 from exporter.metrics import Telemetry
 
@@ -136,7 +136,9 @@ class ExporterServer:
     ``ready`` says whether the first full poll finished (for /readyz); ``landing`` gives the
     data of the landing page; ``routes`` adds handlers such as ``("POST", "/webhooks/codat")``
     (a route may also replace a built-in path). Bodies over ``max_body_bytes`` are refused with
-    413 before the handler runs, and ``on_body_too_large(path)`` is told.
+    413 before the handler runs, and ``on_body_too_large(path)`` is told. While /metrics is
+    scraped, an ``AgeTicker`` (``age_ticker``; off with ``prebuild_ages=False``) builds each
+    second's ``codat_data_seconds_since_last_successful_sync`` block ahead of the scrapes.
     """
 
     def __init__(
@@ -151,6 +153,7 @@ class ExporterServer:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         clock: Callable[[], float] = time.time,
         on_body_too_large: Callable[[str], None] | None = None,
+        prebuild_ages: bool = True,
     ) -> None:
         """Bind the listening socket now (so a taken port fails at start-up); serve on ``start()``."""
         self.cache = cache
@@ -170,6 +173,7 @@ class ExporterServer:
         self._httpd = server_class((host, port), _RequestHandler)
         self._httpd.exporter = self
         self._thread: threading.Thread | None = None
+        self.age_ticker = AgeTicker(cache, clock) if prebuild_ages else None
 
     @property
     def port(self) -> int:
@@ -197,10 +201,14 @@ class ExporterServer:
             daemon=True,
         )
         self._thread.start()
+        if self.age_ticker is not None:
+            self.age_ticker.start()
         log.info("serving metrics on %s/metrics", self.url)
 
     def stop(self) -> None:
-        """Stop accepting requests, close the socket and wait for the serving thread."""
+        """Stop accepting requests, close the socket, and wait for the serving and ticker threads."""
+        if self.age_ticker is not None:
+            self.age_ticker.stop()
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join()
@@ -289,7 +297,10 @@ class ExporterServer:
         openmetrics = wants_openmetrics(headers.get("accept", ""))
         gzip = accepts_gzip(headers.get("accept-encoding", ""))
         registry = self.telemetry.registry if self.telemetry is not None else None
-        parts = self.cache.parts(openmetrics, gzip, self.clock(), registry)
+        now = self.clock()
+        parts = self.cache.parts(openmetrics, gzip, now, registry)
+        if self.age_ticker is not None:
+            self.age_ticker.scraped(gzip=gzip, now=now)  # after serving: never slows this scrape
         handler.send_response(200)
         handler.send_header("Content-Type", OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE)
         if gzip:

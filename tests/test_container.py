@@ -35,6 +35,7 @@ from tests.support.tools import REPO_ROOT, free_port, in_ci, require_tool
 
 EXPORTER_PORT = 8329
 UID_GID = "10001:10001"
+CONFIG_PATH = "/etc/codat-exporter/config.yaml"
 
 
 @dataclass(frozen=True)
@@ -235,6 +236,23 @@ def test_image_is_labelled_with_the_package_version_and_runs_as_non_root(podman:
 def test_image_reports_the_package_version(podman: Podman, image: str) -> None:
     result = podman.run("run", "--rm", "--health-interval=disable", image, "--version")
     assert result.stdout.strip() == f"codat-exporter {__version__}"
+
+
+@pytest.mark.slow
+def test_config_mounted_at_the_documented_path_is_read_by_the_image_user(podman: Podman, image: str) -> None:
+    config = REPO_ROOT / "deploy" / "kubernetes" / "single" / "config.yaml"
+    result = podman.run(
+        "run",
+        "--rm",
+        "--read-only",
+        "--health-interval=disable",
+        f"--volume={config}:{CONFIG_PATH}:ro",
+        image,
+        "check-config",
+        CONFIG_PATH,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.slow

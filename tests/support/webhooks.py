@@ -1,4 +1,4 @@
-"""Helpers for webhook tests: signing deliveries as Codat does, and a recording scheduler stand-in."""
+"""Webhook test support: signing deliveries as Codat does, and a recording scheduler stand-in."""
 
 from __future__ import annotations
 

@@ -1,0 +1,263 @@
+"""The age block built ahead of scrapes: always the scrape's own second, never stale, stops cleanly."""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import math
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+
+import pytest
+
+from exporter import exposition, metrics
+from exporter.exposition import AgeTicker, ExpositionCache, build_age_block
+from exporter.landing import LandingData
+from exporter.metrics import Telemetry
+from exporter.server import ExporterServer
+from tests.support.snapshots import T0, company, rich_snapshot, snapshot
+
+SYNCED = T0 - timedelta(hours=3)
+"""When ``c-acme``'s invoices last synced in ``rich_snapshot`` (a whole second)."""
+AGE = metrics.DATA_SECONDS_SINCE_SYNC.name
+
+
+class FakeClock:
+    """Unix time that moves only when a test says so."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def age_of(body: bytes, company_id: str = "c-acme", data_type: str = "invoices") -> int:
+    """The age value of one pair in a plain or gzip body."""
+    text = gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body
+    prefix = f'{AGE}{{company_id="{company_id}",data_type="{data_type}"}} '.encode()
+    start = text.index(prefix) + len(prefix)
+    return int(text[start : text.index(b"\n", start)])
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Poll ``condition`` until it holds (deadline ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def cache() -> ExpositionCache:
+    cache = ExpositionCache("default")
+    cache.update(rich_snapshot())
+    return cache
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_served_age_is_whole_seconds_since_the_sync_at_the_scrape_second(
+    cache: ExpositionCache, gzipped: bool
+) -> None:
+    clock = FakeClock(T0.timestamp() + 125.9)
+    ticker = AgeTicker(cache, clock)
+    ticker.scraped(gzip=gzipped, now=clock.now)
+    assert ticker.tick(clock.now) == 2  # this second and the next
+    for offset in (0.0, 0.99, 1.0, 1.5):
+        now = clock.now + offset
+        assert age_of(cache.body(False, gzipped, now)) == math.floor(now - SYNCED.timestamp())
+
+
+def test_a_scrape_in_a_prebuilt_second_serves_the_prebuilt_block(cache: ExpositionCache) -> None:
+    now = T0.timestamp() + 60.25
+    ticker = AgeTicker(cache, FakeClock(now))
+    ticker.scraped(gzip=True, now=now)
+    ticker.tick(now)
+    block = cache.age_block(math.floor(now) + 1)
+    assert block is not None
+    assert block.gzip
+    parts = cache.parts(False, True, now + 1)
+    assert any(part is block.gzip for part in parts)
+    assert cache.age_blocks_built_on_scrape == 0
+
+
+def test_a_stale_block_is_never_served_the_scrape_recomputes(cache: ExpositionCache) -> None:
+    clock = FakeClock(T0.timestamp() + 10.5)
+    ticker = AgeTicker(cache, clock)
+    ticker.scraped(gzip=True, now=clock.now)
+    ticker.tick(clock.now)
+    prebuilt = {s: cache.age_block(s) for s in (math.floor(clock.now), math.floor(clock.now) + 1)}
+    clock.now += 2  # the ticker fell behind (or stopped): no block for this second
+    parts = cache.parts(False, True, clock.now)
+    assert not any(b is not None and b.gzip in parts for b in prebuilt.values())
+    assert age_of(b"".join(parts)) == math.floor(clock.now - SYNCED.timestamp())
+    assert cache.age_blocks_built_on_scrape == 1
+
+
+def test_a_new_snapshot_drops_blocks_built_for_the_old_one(cache: ExpositionCache) -> None:
+    now = T0.timestamp() + 30.0
+    ticker = AgeTicker(cache, FakeClock(now))
+    ticker.scraped(gzip=False, now=now)
+    ticker.tick(now)
+    resynced = T0 - timedelta(seconds=5)
+    cache.update(snapshot(company("c-acme", {"invoices": ("Complete", resynced)})))
+    assert cache.age_block(math.floor(now)) is None
+    assert age_of(cache.body(False, False, now)) == 35
+
+
+def test_gzip_body_with_a_prebuilt_block_is_multi_member_and_decodes_to_the_plain_body(
+    cache: ExpositionCache,
+) -> None:
+    now = T0.timestamp() + 7.0
+    ticker = AgeTicker(cache, FakeClock(now))
+    ticker.scraped(gzip=True, now=now)
+    ticker.scraped(gzip=False, now=now)
+    ticker.tick(now)
+    for openmetrics in (False, True):
+        compressed = cache.body(openmetrics, True, now)
+        assert gzip.decompress(compressed) == cache.body(openmetrics, False, now)
+        first = zlib.decompressobj(31)
+        first.decompress(compressed)
+        assert first.unused_data, "expected more than one gzip member"
+    assert cache.age_blocks_built_on_scrape == 0
+
+
+def test_ticker_builds_only_the_variants_scraped_recently(cache: ExpositionCache) -> None:
+    now = T0.timestamp() + 100.0
+    ticker = AgeTicker(cache, FakeClock(now), active_seconds=300)
+    assert ticker.tick(now) == 0  # never scraped: nothing to build
+    ticker.scraped(gzip=True, now=now)
+    ticker.tick(now)
+    block = cache.age_block(math.floor(now))
+    assert block is not None
+    assert block.gzip is not None
+    assert block.plain is None
+    later = now + 301
+    assert ticker.wanted(later) == (False, False)
+    assert ticker.tick(later) == 0
+
+
+def test_age_block_from_plain_pieces_compresses_the_same_lines(cache: ExpositionCache) -> None:
+    rendered = cache.rendered
+    second = math.floor(T0.timestamp()) + 3
+    plain = build_age_block(rendered, second, plain=True, gzip=False)
+    both = build_age_block(rendered, second, plain=False, gzip=True, base=plain)
+    assert both.plain == plain.plain
+    assert both.gzip is not None
+    assert gzip.decompress(both.gzip) == rendered.since_lines(second) == b"".join(plain.plain or ())
+    with pytest.raises(ValueError, match="another rendering or second"):
+        build_age_block(rendered, second + 1, plain=True, gzip=False, base=plain)
+
+
+def test_age_template_is_cut_into_whole_line_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(exposition, "AGE_CHUNK_BYTES", 100)
+    cache = ExpositionCache("default")
+    cache.update(rich_snapshot())
+    rendered = cache.rendered
+    assert len(rendered.since_chunks) > 1
+    for chunk in rendered.since_chunks:
+        assert chunk.template.endswith(b"%d\n")
+        assert chunk.template.count(b"%d\n") == chunk.stop - chunk.start
+    whole = ExpositionCache("default")
+    monkeypatch.setattr(exposition, "AGE_CHUNK_BYTES", 1 << 30)
+    whole.update(rich_snapshot())
+    assert len(whole.rendered.since_chunks) == 1
+    now = T0.timestamp() + 9
+    assert cache.body(True, False, now) == whole.body(True, False, now)
+
+
+# --- the ticker thread inside the server ---------------------------------------------------
+
+
+@pytest.fixture
+def served(cache: ExpositionCache) -> Iterator[tuple[ExporterServer, FakeClock]]:
+    clock = FakeClock(T0.timestamp() + 50.5)
+    server = ExporterServer(
+        "127.0.0.1:0",
+        cache,
+        Telemetry(),
+        ready=lambda: True,
+        landing=lambda: LandingData(rich_snapshot()),
+        clock=clock,
+    )
+    server.start()
+    try:
+        yield server, clock
+    finally:
+        server.stop()
+
+
+def scrape_gzip(server: ExporterServer) -> bytes:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        conn.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
+        resp = conn.getresponse()
+        assert resp.getheader("Content-Encoding") == "gzip"
+        return resp.read()
+    finally:
+        conn.close()
+
+
+def test_ticker_stays_idle_until_the_first_scrape(served: tuple[ExporterServer, FakeClock]) -> None:
+    server, clock = served
+    ticker = server.age_ticker
+    assert ticker is not None
+    wait_for(lambda: ticker.running and ticker.idle, "the ticker to wait for scrapes")
+    assert server.cache.age_blocks_built_ahead == 0
+    assert server.cache.age_block(math.floor(clock.now) + 1) is None
+
+
+def test_ticker_builds_the_next_second_after_a_scrape(served: tuple[ExporterServer, FakeClock]) -> None:
+    server, clock = served
+    body = scrape_gzip(server)
+    assert age_of(body) == math.floor(clock.now - SYNCED.timestamp())
+    next_second = math.floor(clock.now) + 1
+    wait_for(lambda: server.cache.age_block(next_second) is not None, "the next second's block")
+    clock.now += 1
+    built_on_scrape = server.cache.age_blocks_built_on_scrape
+    body = scrape_gzip(server)
+    assert age_of(body) == math.floor(clock.now - SYNCED.timestamp())
+    assert server.cache.age_blocks_built_on_scrape == built_on_scrape  # served the prebuilt block
+
+
+def test_ticker_goes_idle_when_scrapes_stop(served: tuple[ExporterServer, FakeClock]) -> None:
+    server, clock = served
+    ticker = server.age_ticker
+    assert ticker is not None
+    scrape_gzip(server)
+    wait_for(lambda: not ticker.idle, "the ticker to wake")
+    clock.now += ticker.active_seconds + 1
+    wait_for(lambda: ticker.idle, "the ticker to notice nobody scrapes")  # within one second
+    assert ticker.running
+
+
+def test_ticker_stops_with_the_server(cache: ExpositionCache) -> None:
+    server = ExporterServer(
+        "127.0.0.1:0", cache, None, ready=lambda: True, landing=lambda: LandingData(rich_snapshot())
+    )
+    server.start()
+    ticker = server.age_ticker
+    assert ticker is not None
+    scrape_gzip(server)
+    wait_for(lambda: cache.age_blocks_built_ahead > 0, "the ticker to build ahead")
+    server.stop()
+    assert not ticker.running
+
+
+def test_server_without_prebuilt_ages_has_no_ticker(cache: ExpositionCache) -> None:
+    server = ExporterServer(
+        "127.0.0.1:0",
+        cache,
+        None,
+        ready=lambda: True,
+        landing=lambda: LandingData(rich_snapshot()),
+        clock=lambda: T0.timestamp() + 1,
+        prebuild_ages=False,
+    )
+    with server:
+        assert server.age_ticker is None
+        assert age_of(scrape_gzip(server)) == 3 * 3600 + 1
+    assert cache.age_blocks_built_ahead == 0
