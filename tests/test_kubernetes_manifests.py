@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from exporter.cli import build_parser
+from exporter.collector.budget import daily_budget
 from exporter.config import load_config
 from tests.support.tools import REPO_ROOT, require_tool
 
@@ -342,12 +343,14 @@ def test_config_in_the_config_map_passes_the_exporters_validation(variant: str) 
 def test_shards_together_spend_no_more_quota_than_a_single_exporter(
     rendered: dict[str, list[dict[str, Any]]],
 ) -> None:
-    # Every shard uses the same API key, so the per-shard share times the shard count is what
-    # the customer's quota sees.
-    single = load_config(KUBERNETES_DIR / "single" / "config.yaml", env={}).budget.daily_quota_share
-    per_shard = load_config(KUBERNETES_DIR / "sharded" / "config.yaml", env={}).budget.daily_quota_share
+    # Every shard uses the same API key, so what the customer's quota sees is the per-shard
+    # budget times the shard count.
+    quota = 201_000
+    single_share = load_config(KUBERNETES_DIR / "single" / "config.yaml", env={}).budget.daily_quota_share
+    sharded_share = load_config(KUBERNETES_DIR / "sharded" / "config.yaml", env={}).budget.daily_quota_share
     replicas = one(rendered["sharded"], "StatefulSet")["spec"]["replicas"]
-    assert per_shard * replicas <= single
+    per_shard = daily_budget(quota, sharded_share, total_shards=replicas)
+    assert per_shard * replicas <= daily_budget(quota, single_share)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -208,6 +208,11 @@ def test_daily_budget_is_the_share_of_the_quota_with_a_conservative_default() ->
     assert daily_budget(None, 0.5) == DEFAULT_QUOTA_LIMIT * 0.5
 
 
+def test_shards_split_the_share_of_one_quota() -> None:
+    assert daily_budget(201_000, 0.5, total_shards=4) == 100_500 / 4
+    assert daily_budget(201_000, 0.5, total_shards=0) == 100_500
+
+
 def test_request_budget_refills_at_the_daily_pace_up_to_an_hour() -> None:
     bucket = RequestBudget.full(per_day=24_000, now=NOW)
     assert bucket.available(NOW) == 1000

@@ -23,10 +23,15 @@ MIN_BURST: Final = 10.0
 """…but never fewer requests than this, so a tiny quota can still finish a company poll."""
 
 
-def daily_budget(quota_limit: int | None, share: float) -> float:
-    """Requests a day this exporter may spend: ``share`` × the quota (a conservative default if unknown)."""
+def daily_budget(quota_limit: int | None, share: float, total_shards: int = 1) -> float:
+    """Requests a day this shard may spend: its part of ``share`` × the quota.
+
+    Every shard reads the same API key's quota, so the share is split evenly
+    between shards: N replicas together never spend more than one would.
+    A conservative default quota is assumed until Codat has sent its limit.
+    """
     limit = quota_limit if quota_limit is not None and quota_limit > 0 else DEFAULT_QUOTA_LIMIT
-    return share * limit
+    return share * limit / max(1, total_shards)
 
 
 @dataclass(slots=True)

@@ -349,7 +349,9 @@ class Scheduler:
 
     def _budget_at(self, now: datetime) -> RequestBudget:
         info = self._client.rate_limit
-        per_day = daily_budget(info.limit if info else None, self._config.budget.daily_quota_share)
+        per_day = daily_budget(
+            info.limit if info else None, self._config.budget.daily_quota_share, self._total_shards
+        )
         if self._budget is None:
             self._budget = RequestBudget.full(per_day, now)
             self._telemetry.set_request_budget(per_day)

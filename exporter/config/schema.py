@@ -165,7 +165,11 @@ class BudgetSettings(_Settings):
     """How much of Codat's request quota and concurrency the exporter may use."""
 
     daily_quota_share: Share = Field(
-        default=0.5, description="Share of X-Rate-Limit-Limit this exporter may spend."
+        default=0.5,
+        description=(
+            "Share of X-Rate-Limit-Limit this exporter may spend; with sharding, all shards "
+            "together (each keeps to share / total_shards)."
+        ),
     )
     max_requests_per_minute: float = Field(default=300.0, gt=0, le=1000)
     max_concurrency: int = Field(default=4, ge=1, le=10)
