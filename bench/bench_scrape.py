@@ -497,10 +497,12 @@ def _print(kind: str, latency: dict[str, Latency], memory: dict[str, int] | None
         print(f"    {kind:6} RSS {_mib(memory['VmRSS'])} (peak {_mib(memory['VmHWM'])})", flush=True)
 
 
-def measure_ticker_cpu(companies: int, data_types: int, mode: str, workdir: Path) -> float:
-    """Share of a core a fresh ``ours`` uses after one gzip scrape, as under Prometheus between scrapes.
+def measure_gzip_only(
+    companies: int, data_types: int, mode: str, workdir: Path
+) -> tuple[float, dict[str, int]]:
+    """A fresh ``ours`` scraped with gzip only, as by Prometheus: (share of a core, memory).
 
-    No scrape arrives while it is measured, so the CPU is the age ticker's (gzip blocks only).
+    No scrape arrives while the CPU is measured, so it is the age ticker's (gzip blocks only).
     """
     server = start_server("ours", companies, data_types, mode, workdir)
     try:
@@ -508,7 +510,8 @@ def measure_ticker_cpu(companies: int, data_types: int, mode: str, workdir: Path
         time.sleep(1.0)  # let the ticker reach its steady once-per-second rhythm
         cpu_before, wall_before = server.cpu_seconds(), time.monotonic()
         time.sleep(TICKER_CPU_SECONDS)
-        return (server.cpu_seconds() - cpu_before) / (time.monotonic() - wall_before)
+        share = (server.cpu_seconds() - cpu_before) / (time.monotonic() - wall_before)
+        return share, server.memory()
     finally:
         server.stop()
 
@@ -553,11 +556,12 @@ def run_shape(companies: int, data_types: int, mode: str, scrapes: int, naive_sc
             ours.stop()
             cold.stop()
             static.stop()
-        ticker_cpu = measure_ticker_cpu(companies, data_types, mode, workdir)
+        ticker_cpu, memory["ours_gzip_only"] = measure_gzip_only(companies, data_types, mode, workdir)
         _print("ours", latency["ours"], memory["ours"])
         _print("cold", latency["cold"], None)
         _print("static", latency["static"], None)
         print(f"    age ticker: {ticker_cpu:.1%} of a core while scraped", flush=True)
+        _print("ours, gzip scrapes only", {}, memory["ours_gzip_only"])
         naive = start_server("naive", companies, data_types, mode, workdir)
         try:
             latency["naive"] = {
@@ -633,16 +637,17 @@ def summary(results: list[ShapeResult]) -> str:
     lines += [
         "",
         "| shape | render (all) | re-render (1 % changed) | RSS ours | RSS empty exporter | "
-        "RSS/series | (RSS − empty)/series | RSS naive |",
-        "|---|---|---|---|---|---|---|---|",
+        "RSS/series | (RSS − empty)/series | RSS ours, gzip scrapes only | RSS naive |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         per, marginal = r.rss_per_series()
-        ours, base, naive = (r.memory[k] for k in ("ours", "baseline", "naive"))
+        ours, base, naive, gz = (r.memory[k] for k in ("ours", "baseline", "naive", "ours_gzip_only"))
         lines.append(
             f"| {r.companies:,} × {r.data_types}, {r.status_mode} | {r.render_seconds:.2f} s | "
             f"{r.rerender_1pct_seconds:.2f} s | {_mib(ours['VmRSS'])} (peak {_mib(ours['VmHWM'])}) | "
             f"{_mib(base['VmRSS'])} | {per:.0f} B | {marginal:.0f} B | "
+            f"{_mib(gz['VmRSS'])} ({gz['VmRSS'] / r.series:.0f} B/series) | "
             f"{_mib(naive['VmRSS'])} (peak {_mib(naive['VmHWM'])}) |"
         )
     lines += [

@@ -19,6 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Final
 from urllib.parse import urlsplit
 
+from prometheus_client import CollectorRegistry
+
 from exporter.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, AgeTicker, ExpositionCache
 from exporter.landing import LandingData, render_landing
 from exporter.metrics import Telemetry
@@ -297,10 +299,22 @@ class ExporterServer:
         openmetrics = wants_openmetrics(headers.get("accept", ""))
         gzip = accepts_gzip(headers.get("accept-encoding", ""))
         registry = self.telemetry.registry if self.telemetry is not None else None
+        ticker = self.age_ticker
+        with ticker.serving() if ticker is not None else contextlib.nullcontext():
+            self._send_metrics_body(handler, method, openmetrics, gzip, registry)
+
+    def _send_metrics_body(
+        self,
+        handler: _RequestHandler,
+        method: str,
+        openmetrics: bool,
+        gzip: bool,
+        registry: CollectorRegistry | None,
+    ) -> None:
         now = self.clock()
         parts = self.cache.parts(openmetrics, gzip, now, registry)
         if self.age_ticker is not None:
-            self.age_ticker.scraped(gzip=gzip, now=now)  # after serving: never slows this scrape
+            self.age_ticker.scraped(gzip=gzip, now=now)  # after building: never slows this scrape
         handler.send_response(200)
         handler.send_header("Content-Type", OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE)
         if gzip:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import http.client
 import math
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -138,6 +139,52 @@ def test_ticker_builds_only_the_variants_scraped_recently(cache: ExpositionCache
     later = now + 301
     assert ticker.wanted(later) == (False, False)
     assert ticker.tick(later) == 0
+
+
+def test_a_late_ticker_skips_a_second_that_is_already_over(cache: ExpositionCache) -> None:
+    second = math.floor(T0.timestamp()) + 20
+    clock = FakeClock(second + 1.5)  # the ticker woke for ``second`` but ran late
+    ticker = AgeTicker(cache, clock)
+    ticker.scraped(gzip=True, now=second + 0.5)
+    assert ticker.tick(second + 0.5) == 1
+    assert cache.age_block(second) is None
+    assert cache.age_block(second + 1) is not None
+
+
+def test_only_the_current_and_next_seconds_are_kept(cache: ExpositionCache) -> None:
+    start = T0.timestamp() + 40.5
+    ticker = AgeTicker(cache, FakeClock(start))
+    ticker.scraped(gzip=True, now=start)
+    for offset in range(4):
+        ticker.clock = FakeClock(start + offset)
+        ticker.tick(start + offset)
+    now_second = math.floor(start) + 3
+    kept = [s for s in range(now_second - 3, now_second + 3) if cache.age_block(s) is not None]
+    assert kept == [now_second, now_second + 1]
+
+
+def test_ticker_pauses_while_a_scrape_is_served(cache: ExpositionCache) -> None:
+    second = math.floor(T0.timestamp()) + 70
+    ticker = AgeTicker(cache, FakeClock(second - 1000))  # plenty of slack before its second
+    ticker.scraped(gzip=True, now=second)
+    builder = threading.Thread(target=ticker.tick, args=(second + 0.5,))
+    with ticker.serving():
+        builder.start()
+        wait_for(lambda: ticker.pauses > 0, "the ticker to pause")
+        assert cache.age_block(second + 1) is None
+    builder.join(timeout=10)
+    assert not builder.is_alive()
+    assert cache.age_block(second + 1) is not None
+
+
+def test_ticker_stops_pausing_when_its_slack_runs_out(cache: ExpositionCache) -> None:
+    second = math.floor(T0.timestamp()) + 80
+    ticker = AgeTicker(cache, FakeClock(second + 0.9999))  # no slack left for the next second
+    ticker.scraped(gzip=True, now=second)
+    with ticker.serving():
+        assert ticker.tick(second + 0.9999) >= 1  # returns although the scrape is still served
+    assert cache.age_block(second + 1) is not None
+    assert ticker.pauses == 0
 
 
 def test_age_block_from_plain_pieces_compresses_the_same_lines(cache: ExpositionCache) -> None:
