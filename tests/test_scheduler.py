@@ -346,3 +346,17 @@ def test_a_tiny_quota_share_is_never_overspent() -> None:
         budget = 10 * hours / 24 + 10  # the day's pace plus one burst
         assert 5 <= rig.sim.count_requests() <= budget, rig.sim.count_requests()
         assert rig.telemetry.registry.get_sample_value("codat_exporter_request_budget_per_day") == 10
+
+
+def test_first_real_quota_replaces_the_guess_so_a_large_account_is_ready_after_one_cycle() -> None:
+    # Before Codat's first answer the budget assumes the smallest quota (1,000 a day, one burst of
+    # ~20 requests). Forty companies need more than that; the listing's X-Rate-Limit-Limit says the
+    # real quota is far larger, so the first cycle must poll every company, not a burst's worth.
+    many = dict(QUIET, companies=[{"name": f"Company {i}", "profile": "quiet"} for i in range(40)])
+    for rig in make_rig(scenario=many):
+        rig.sim.set_rate_limit(daily_quota=101_000)
+        rig.scheduler.run_cycle()
+        assert rig.scheduler.ready
+        assert len(rig.scheduler.snapshot.companies) == 40
+        assert all(cs.up for cs in rig.scheduler.snapshot.companies.values())
+        assert rig.telemetry.registry.get_sample_value("codat_exporter_request_budget_per_day") == 50_500

@@ -39,7 +39,7 @@ from exporter.codat.errors import (
     UnauthorizedError,
 )
 from exporter.codat.models import Company
-from exporter.collector.budget import RequestBudget, daily_budget
+from exporter.collector.budget import RequestBudget, capacity, daily_budget
 from exporter.collector.history import HistoryLedger, HistoryScan, ScanResult, duration_seconds
 from exporter.collector.planner import (
     PlannedPoll,
@@ -191,6 +191,7 @@ class Scheduler:
         self._wake = threading.Event()
         self._paused_until: datetime | None = None
         self._budget: RequestBudget | None = None
+        self._budget_known = False
         self._pool = ThreadPoolExecutor(
             max_workers=config.budget.max_concurrency, thread_name_prefix="codat-poll"
         )
@@ -352,8 +353,16 @@ class Scheduler:
         per_day = daily_budget(
             info.limit if info else None, self._config.budget.daily_quota_share, self._total_shards
         )
-        if self._budget is None:
+        known = info is not None and info.limit is not None
+        if self._budget is None or (known and not self._budget_known):
+            # The first real X-Rate-Limit-Limit replaces the conservative guess with a full
+            # bucket: otherwise start-up would crawl at the guessed (smallest) quota's pace.
+            spent_before = (
+                0.0 if self._budget is None else capacity(self._budget.per_day) - self._budget.tokens
+            )
             self._budget = RequestBudget.full(per_day, now)
+            self._budget.spend(max(0.0, spent_before))
+            self._budget_known = known
             self._telemetry.set_request_budget(per_day)
         elif per_day != self._budget.per_day:
             self._budget.resize(per_day, now)
