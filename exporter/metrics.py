@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from exporter import __version__
 from exporter.codat.models import RateLimitInfo
@@ -32,6 +32,11 @@ class MetricType(StrEnum):
     COUNTER = "counter"
     HISTOGRAM = "histogram"
 
+
+# prometheus_client would add a `_created` gauge beside every counter and histogram; in the
+# classic text format those are separate series that no dashboard or alert reads, and they would
+# double the self-metrics. Prometheus 2.x ignores them anyway.
+disable_created_metrics()
 
 CACHED: Final = " Cached from background polls of the Codat API, not read at scrape time."
 
