@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -360,3 +362,35 @@ def test_first_real_quota_replaces_the_guess_so_a_large_account_is_ready_after_o
         assert len(rig.scheduler.snapshot.companies) == 40
         assert all(cs.up for cs in rig.scheduler.snapshot.companies.values())
         assert rig.telemetry.registry.get_sample_value("codat_exporter_request_budget_per_day") == 50_500
+
+
+def test_webhook_for_an_unlisted_company_lists_again_at_once_instead_of_next_interval() -> None:
+    # A read.completed.initial arrives for a company created after the last listing; with an
+    # hour between listings, the running loop must list again right away to pick it up.
+    for rig in make_rig(_config(polling={"interval": "1h"})):
+        _webhook_for_new_company_is_polled_while_running(rig)
+
+
+def _webhook_for_new_company_is_polled_while_running(rig: Rig) -> None:
+    stop = threading.Event()
+    loop = threading.Thread(target=rig.scheduler.run_forever, args=(stop,), daemon=True)
+    loop.start()
+    try:
+        wait_until(lambda: rig.scheduler.ready)
+        new_id = rig.sim.add_company("Echo", profile="quiet")
+        rig.scheduler.request_poll(new_id, reason="webhook")
+        wait_until(lambda: new_id in rig.scheduler.snapshot.companies)
+        assert rig.scheduler.snapshot.companies[new_id].up
+    finally:
+        stop.set()
+        rig.scheduler.request_poll("wake-up", reason="stop")
+        loop.join(timeout=10)
+    assert not loop.is_alive()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll ``condition`` until it holds, failing the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)

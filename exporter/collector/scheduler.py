@@ -265,6 +265,10 @@ class Scheduler:
                     self.run_cycle(self._clock())
                 elif self._pending:
                     self.poll_requested(self._clock())
+                    if self._last_change_detection is None:
+                        # A webhook named a company not listed yet (just created or linked):
+                        # list now instead of at the next interval.
+                        next_cycle = time.monotonic()
             except Exception:
                 # The loop must outlive any bug in one cycle; the next cycle starts afresh.
                 log.exception("poll cycle failed unexpectedly")
