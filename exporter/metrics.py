@@ -36,7 +36,7 @@ class MetricType(StrEnum):
 # prometheus_client would add a `_created` gauge beside every counter and histogram; in the
 # classic text format those are separate series that no dashboard or alert reads, and they would
 # double the self-metrics. Prometheus 2.x ignores them anyway.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]  # unannotated in prometheus_client
 
 CACHED: Final = " Cached from background polls of the Codat API, not read at scrape time."
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import threading
-import time
-from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -43,6 +41,7 @@ from exporter.codat.retry import (
     decide_retry,
     is_retryable,
 )
+from tests.support.waiting import wait_until
 
 RUNNING = "31632c48-23dc-4cb1-b3ff-0829343c8e85"
 IN_PROGRESS_TEXT = (
@@ -213,20 +212,12 @@ def test_concurrency_limit_blocks_a_waiter_until_a_slot_frees() -> None:
 
     thread = threading.Thread(target=waiter)
     thread.start()
-    _wait_until(lambda: limit.waiting == 1)
+    wait_until(lambda: limit.waiting == 1)
     assert not got_it.is_set()
     limit.release()
     thread.join(timeout=10)
     assert got_it.is_set()
     assert limit.in_flight == 0
-
-
-def _wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        threading.Event().wait(0.005)
 
 
 # --- paging ---------------------------------------------------------------------------------------

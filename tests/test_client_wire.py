@@ -12,7 +12,6 @@ import base64
 import json
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +22,7 @@ import pytest
 from exporter import __version__
 from exporter.codat.client import CodatClient
 from exporter.codat.errors import BadRequestError, CodatConnectionError
+from tests.support.waiting import wait_until
 
 KEY = "s3cret-key-0123456789"
 
@@ -101,14 +101,6 @@ def _client(url: str, **kwargs: object) -> CodatClient:
     return CodatClient(KEY, url, sleep=lambda _s: None, **kwargs)  # type: ignore[arg-type]
 
 
-def _wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        threading.Event().wait(0.005)
-
-
 def test_sends_basic_auth_of_the_raw_key_and_a_user_agent(
     wire: Wire,
 ) -> None:
@@ -181,7 +173,7 @@ def test_no_more_than_max_concurrency_requests_are_in_flight(
     for thread in threads:
         thread.start()
     try:
-        _wait_until(lambda: recorder.in_flight == 2 and client.concurrency.waiting == 4)
+        wait_until(lambda: recorder.in_flight == 2 and client.concurrency.waiting == 4)
         assert client.concurrency.in_flight == 2
     finally:
         recorder.release.set()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from exporter.config.schema import Config
 from exporter.simulator import Scenario, Simulator, SimulatorServer, SystemClock
 from tests.support.prometheus import PrometheusServer, run_prometheus, scrape_config
 from tests.support.tools import free_port, require_tool
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -77,15 +77,6 @@ class Stack:
         }
 
 
-def wait_until(predicate: Any, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     require_tool("prometheus")
@@ -103,7 +94,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     app = build_app(config)
     app.start()
     try:
-        wait_until(lambda: app.scheduler.ready, what="the exporter's first full poll")
+        wait_until(lambda: app.scheduler.ready, "the exporter's first full poll", timeout=30, interval=0.2)
         workdir = tmp_path_factory.mktemp("prometheus")
         with run_prometheus(workdir, [scrape_config([f"127.0.0.1:{port}"])], interval="1s") as prom:
             yield Stack(sim, app, prom)
@@ -117,7 +108,7 @@ def test_timestamps_equal_the_simulators_last_successful_sync(stack: Stack) -> N
         cid = stack.company(name)
         truth = stack.truth_timestamps(cid)
         assert truth, "the quiet companies have synced before"
-        wait_until(partial(stack.timestamps_match, cid, truth), what=f"timestamps of {name}")
+        wait_until(partial(stack.timestamps_match, cid, truth), f"timestamps of {name}", 30, interval=0.2)
     never = stack.company("Delta")
     assert (
         stack.prom.query(f'codat_data_last_successful_sync_timestamp_seconds{{company_id="{never}"}}') == []
@@ -164,7 +155,7 @@ def test_counters_rise_by_exactly_the_operations_the_simulator_completed(stack: 
         now = stack.counters()
         return all(now.get(key, 0.0) - before.get(key, 0.0) == n for key, n in delta.items())
 
-    wait_until(risen, what="counters to rise by the completed operations")
+    wait_until(risen, "counters to rise by the completed operations", timeout=30, interval=0.2)
     after = stack.counters()
     changed = {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k, 0.0)}
     assert changed == {k: float(n) for k, n in delta.items()}

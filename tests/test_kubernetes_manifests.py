@@ -42,80 +42,84 @@ _METADATA = {
     },
 }
 _DURATION = {"type": "string", "pattern": r"^(\d+(ms|s|m|h|d|w|y))+$"}
-SERVICE_MONITOR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "properties": {
-        "apiVersion": {"const": "monitoring.coreos.com/v1"},
-        "kind": {"const": "ServiceMonitor"},
-        "metadata": _METADATA,
-        "spec": {
-            "type": "object",
-            "required": ["selector", "endpoints"],
-            "additionalProperties": False,
-            "properties": {
-                "selector": {
+
+
+def _operator_resource_schema(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """The schema of a Prometheus Operator resource of ``kind`` whose ``spec`` follows ``spec``."""
+    return {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": "monitoring.coreos.com/v1"},
+            "kind": {"const": kind},
+            "metadata": _METADATA,
+            "spec": spec,
+        },
+    }
+
+
+SERVICE_MONITOR_SCHEMA = _operator_resource_schema(
+    "ServiceMonitor",
+    {
+        "type": "object",
+        "required": ["selector", "endpoints"],
+        "additionalProperties": False,
+        "properties": {
+            "selector": {
+                "type": "object",
+                "required": ["matchLabels"],
+                "properties": {"matchLabels": _LABELS},
+            },
+            "endpoints": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
                     "type": "object",
-                    "required": ["matchLabels"],
-                    "properties": {"matchLabels": _LABELS},
-                },
-                "endpoints": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {
-                        "type": "object",
-                        "required": ["port"],
-                        "additionalProperties": False,
-                        "properties": {
-                            "port": {"type": "string"},
-                            "path": {"type": "string", "pattern": "^/"},
-                            "interval": _DURATION,
-                            "scrapeTimeout": _DURATION,
-                        },
+                    "required": ["port"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "port": {"type": "string"},
+                        "path": {"type": "string", "pattern": "^/"},
+                        "interval": _DURATION,
+                        "scrapeTimeout": _DURATION,
                     },
                 },
             },
         },
     },
-}
-PROMETHEUS_RULE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "properties": {
-        "apiVersion": {"const": "monitoring.coreos.com/v1"},
-        "kind": {"const": "PrometheusRule"},
-        "metadata": _METADATA,
-        "spec": {
-            "type": "object",
-            "required": ["groups"],
-            "additionalProperties": False,
-            "properties": {
-                "groups": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {
-                        "type": "object",
-                        "required": ["name", "rules"],
-                        "additionalProperties": False,
-                        "properties": {
-                            "name": {"type": "string", "minLength": 1},
-                            "interval": _DURATION,
-                            "rules": {
-                                "type": "array",
-                                "items": {
-                                    "type": "object",
-                                    "required": ["expr"],
-                                    "oneOf": [{"required": ["record"]}, {"required": ["alert"]}],
-                                    "additionalProperties": False,
-                                    "properties": {
-                                        "record": {"type": "string"},
-                                        "alert": {"type": "string"},
-                                        "expr": {"type": "string", "minLength": 1},
-                                        "for": _DURATION,
-                                        "keep_firing_for": _DURATION,
-                                        "labels": _LABELS,
-                                        "annotations": _LABELS,
-                                    },
+)
+PROMETHEUS_RULE_SCHEMA = _operator_resource_schema(
+    "PrometheusRule",
+    {
+        "type": "object",
+        "required": ["groups"],
+        "additionalProperties": False,
+        "properties": {
+            "groups": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "required": ["name", "rules"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "name": {"type": "string", "minLength": 1},
+                        "interval": _DURATION,
+                        "rules": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["expr"],
+                                "oneOf": [{"required": ["record"]}, {"required": ["alert"]}],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "record": {"type": "string"},
+                                    "alert": {"type": "string"},
+                                    "expr": {"type": "string", "minLength": 1},
+                                    "for": _DURATION,
+                                    "keep_firing_for": _DURATION,
+                                    "labels": _LABELS,
+                                    "annotations": _LABELS,
                                 },
                             },
                         },
@@ -124,7 +128,7 @@ PROMETHEUS_RULE_SCHEMA: dict[str, Any] = {
             },
         },
     },
-}
+)
 OPERATOR_SCHEMAS = {"ServiceMonitor": SERVICE_MONITOR_SCHEMA, "PrometheusRule": PROMETHEUS_RULE_SCHEMA}
 
 
@@ -146,6 +150,15 @@ def render(variant: str) -> list[dict[str, Any]]:
 def rendered() -> dict[str, list[dict[str, Any]]]:
     """Every variant's rendered resources."""
     return {variant: render(variant) for variant in VARIANTS}
+
+
+@pytest.fixture(params=VARIANTS)
+def resources(
+    request: pytest.FixtureRequest, rendered: dict[str, list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """One variant's rendered resources: a test taking them runs once per variant."""
+    resources: list[dict[str, Any]] = rendered[request.param]
+    return resources
 
 
 def one(resources: list[dict[str, Any]], kind: str) -> dict[str, Any]:
@@ -210,13 +223,12 @@ def test_strict_validation_rejects_a_misplaced_field() -> None:
         kubernetes_validate.validate(bad, KUBERNETES_VERSIONS[-1], strict=True)
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
 def test_prometheus_operator_resources_have_the_fields_the_operator_reads(
-    rendered: dict[str, list[dict[str, Any]]], variant: str
+    resources: list[dict[str, Any]],
 ) -> None:
-    kinds = sorted(r["kind"] for r in rendered[variant] if r["kind"] in OPERATOR_SCHEMAS)
+    kinds = sorted(r["kind"] for r in resources if r["kind"] in OPERATOR_SCHEMAS)
     assert kinds == ["PrometheusRule", "ServiceMonitor"]
-    for resource in rendered[variant]:
+    for resource in resources:
         if resource["kind"] in OPERATOR_SCHEMAS:
             jsonschema.validate(resource, OPERATOR_SCHEMAS[resource["kind"]])
 
@@ -246,11 +258,9 @@ def test_prometheusrule_is_generated_from_the_prometheus_rule_files() -> None:
     assert generated["spec"]["groups"] == groups
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
 def test_service_monitor_scrapes_the_service_port_that_reaches_the_exporter(
-    rendered: dict[str, list[dict[str, Any]]], variant: str
+    resources: list[dict[str, Any]],
 ) -> None:
-    resources = rendered[variant]
     service = one(resources, "Service")
     monitor = one(resources, "ServiceMonitor")
     pod_labels = workload(resources)["spec"]["template"]["metadata"]["labels"]
@@ -264,11 +274,8 @@ def test_service_monitor_scrapes_the_service_port_that_reaches_the_exporter(
     assert container_ports["http-metrics"] == int(dockerfile_instruction("EXPOSE"))
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_probes_use_health_and_readiness_endpoints(
-    rendered: dict[str, list[dict[str, Any]]], variant: str
-) -> None:
-    container = exporter_container(rendered[variant])
+def test_probes_use_health_and_readiness_endpoints(resources: list[dict[str, Any]]) -> None:
+    container = exporter_container(resources)
     port_names = {p["name"] for p in container["ports"]}
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
@@ -278,12 +285,9 @@ def test_probes_use_health_and_readiness_endpoints(
     } <= (port_names)
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_pods_meet_the_restricted_pod_security_standard(
-    rendered: dict[str, list[dict[str, Any]]], variant: str
-) -> None:
-    pod = workload(rendered[variant])["spec"]["template"]["spec"]
-    container = exporter_container(rendered[variant])
+def test_pods_meet_the_restricted_pod_security_standard(resources: list[dict[str, Any]]) -> None:
+    pod = workload(resources)["spec"]["template"]["spec"]
+    container = exporter_container(resources)
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
     assert container["securityContext"] == {
@@ -299,26 +303,21 @@ def test_pods_meet_the_restricted_pod_security_standard(
     assert "memory" in container["resources"]["limits"]
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
 def test_api_key_comes_from_the_secret_and_is_never_applied_by_the_kustomization(
-    rendered: dict[str, list[dict[str, Any]]], variant: str
+    resources: list[dict[str, Any]],
 ) -> None:
     example = yaml.safe_load((KUBERNETES_DIR / "single" / "secret.example.yaml").read_text(encoding="utf-8"))
-    env = {e["name"]: e for e in exporter_container(rendered[variant])["env"]}
+    env = {e["name"]: e for e in exporter_container(resources)["env"]}
     assert env["CODAT_API_KEY"]["valueFrom"]["secretKeyRef"] == {
         "name": example["metadata"]["name"],
         "key": "api-key",
     }
     # Applying the directory must never replace the user's real Secret with the placeholder.
-    assert all(r["kind"] != "Secret" for r in rendered[variant])
-    assert "REPLACE_WITH_" not in yaml.safe_dump_all(rendered[variant])
+    assert all(r["kind"] != "Secret" for r in resources)
+    assert "REPLACE_WITH_" not in yaml.safe_dump_all(resources)
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_config_map_is_mounted_where_the_config_flag_points(
-    rendered: dict[str, list[dict[str, Any]]], variant: str
-) -> None:
-    resources = rendered[variant]
+def test_config_map_is_mounted_where_the_config_flag_points(resources: list[dict[str, Any]]) -> None:
     config_map = one(resources, "ConfigMap")
     pod = workload(resources)["spec"]["template"]["spec"]
     container = exporter_container(resources)
@@ -353,11 +352,8 @@ def test_shards_together_spend_no_more_quota_than_a_single_exporter(
     assert per_shard * replicas <= daily_budget(quota, single_share)
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_container_args_are_accepted_by_the_command_line(
-    rendered: dict[str, list[dict[str, Any]]], variant: str
-) -> None:
-    args = exporter_container(rendered[variant])["args"]
+def test_container_args_are_accepted_by_the_command_line(resources: list[dict[str, Any]]) -> None:
+    args = exporter_container(resources)["args"]
     # Kubernetes substitutes $(VAR) from the container's env before the process starts.
     substituted = [re.sub(r"\$\(SHARD\)", "2", arg) for arg in args]
     parsed = build_parser().parse_args(substituted)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,6 +19,7 @@ from exporter.config.schema import Config
 from exporter.exposition import ExpositionCache
 from exporter.metrics import Telemetry
 from exporter.simulator import FakeClock, Scenario, Simulator
+from tests.support.waiting import wait_until
 
 QUIET: dict[str, Any] = {
     "name": "scheduler-test",
@@ -386,11 +386,3 @@ def _webhook_for_new_company_is_polled_while_running(rig: Rig) -> None:
         rig.scheduler.request_poll("wake-up", reason="stop")
         loop.join(timeout=10)
     assert not loop.is_alive()
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll ``condition`` until it holds, failing the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)

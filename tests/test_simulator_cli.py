@@ -25,6 +25,17 @@ def start(*args: str) -> subprocess.Popen[str]:
     )
 
 
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``codat-exporter simulate`` with ``args`` to completion (for commands that exit at once)."""
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", "simulate", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
 def wait_for_http(url: str, timeout: float = 20) -> requests.Response:
     deadline = time.monotonic() + timeout
     while True:
@@ -57,24 +68,12 @@ def test_simulate_serves_until_sigterm_and_says_where() -> None:
 def test_simulate_rejects_a_bad_scenario_with_exit_2(tmp_path: Path) -> None:
     scenario = tmp_path / "bad.yaml"
     scenario.write_text("companies: [{name: A, profile: missing}]\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "exporter", "simulate", "--scenario", str(scenario)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = run("--scenario", str(scenario))
     assert result.returncode == 2
     assert "companies.0.profile: unknown profile 'missing'" in result.stderr
 
 
 def test_simulate_rejects_a_bad_listen_address() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "exporter", "simulate", "--listen-address", "localhost"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = run("--listen-address", "localhost")
     assert result.returncode == 2
     assert "expected HOST:PORT" in result.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +16,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from exporter.simulator import FakeClock, Scenario, Simulator
 from exporter.simulator.scenario import CompanySpec, Profile, StageSpec, SyncSettings
 from exporter.simulator.webhooks import RETRY_SCHEDULE
+from tests.support.waiting import wait_until
 
 SECRET = "whsec_" + base64.b64encode(b"simulator-test-secret-0123456789").decode()
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -82,14 +83,6 @@ def hooked(receiver: Receiver) -> Iterator[tuple[Simulator, FakeClock, Receiver]
     sim = Simulator(scenario(), clock=clock, webhook_url=receiver.url, webhook_secret=SECRET)
     yield sim, clock, receiver
     sim.close()
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)  # polling for a condition with a deadline
 
 
 def test_completed_sync_sends_a_signed_read_completed_event(

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,9 +16,8 @@ from exporter.config.loading import load_config
 from exporter.metrics import DATA_LAST_SUCCESSFUL_SYNC, WEBHOOK_LATENCY, WEBHOOKS_RECEIVED
 from exporter.simulator import FakeClock, Scenario, Simulator
 from tests.support.tools import free_port
-from tests.support.webhooks import SECRET_TEXT
-
-DEADLINE_SECONDS = 10.0
+from tests.support.waiting import wait_until
+from tests.support.webhooks import SECRET_TEXT, forged, post
 
 
 @dataclass
@@ -41,16 +39,6 @@ class Stack:
         return self.metrics().get((DATA_LAST_SUCCESSFUL_SYNC.name, labels))
 
 
-def wait_for(condition: object, what: str, timeout: float = DEADLINE_SECONDS) -> None:
-    """Poll ``condition()`` until it is truthy; fail naming ``what`` after ``timeout`` seconds."""
-    assert callable(condition)
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)  # polling interval of the wait loop, not synchronisation
-
-
 @pytest.fixture
 def stack(fake_clock: FakeClock) -> Iterator[Stack]:
     sim = Simulator(Scenario.generated(companies=5, data_types=3, seed=7), api_key="demo", clock=fake_clock)
@@ -70,7 +58,7 @@ def stack(fake_clock: FakeClock) -> Iterator[Stack]:
     app.start()
     try:
         sim.configure_webhooks(app.url + config.webhooks.path, SECRET_TEXT)
-        wait_for(lambda: requests.get(app.url + "/readyz", timeout=5).status_code == 200, "first poll")
+        wait_until(lambda: requests.get(app.url + "/readyz", timeout=5).status_code == 200, "first poll")
         yield Stack(sim, fake_clock, app)
     finally:
         app.stop()
@@ -88,14 +76,14 @@ def test_completed_sync_shows_in_metrics_via_webhook_before_any_poll(stack: Stac
     stack.sim.complete_syncs_now(company_id)
     expected = stack.clock.now().timestamp()
 
-    wait_for(lambda: stack.last_sync(company_id, data_type) == pytest.approx(expected), "the new sync time")
+    wait_until(lambda: stack.last_sync(company_id, data_type) == pytest.approx(expected), "the new sync time")
     assert before != pytest.approx(expected)
     # No change-detection cycle ran (1 h interval): the webhook's targeted poll did it.
     assert stack.sim.count_requests("companies") == 1
     assert stack.sim.count_requests("dataStatus", company_id) == 2
     processed = (("event_type", "read.completed"), ("result", "processed"))
     assert stack.metrics()[(WEBHOOKS_RECEIVED.name, processed)] >= 1
-    wait_for(
+    wait_until(
         lambda: stack.metrics().get((WEBHOOK_LATENCY.name + "_count", ()), 0) >= 1,
         "the webhook latency observation",
     )
@@ -104,12 +92,7 @@ def test_completed_sync_shows_in_metrics_via_webhook_before_any_poll(stack: Stac
 def test_forged_event_changes_nothing(stack: Stack) -> None:
     company_id = stack.sim.company_ids[0]
     body = b'{"eventType":"read.completed","payload":{"referenceCompany":{"id":"%s"}}}' % company_id.encode()
-    headers = {
-        "webhook-id": "forged",
-        "webhook-timestamp": str(int(time.time())),
-        "webhook-signature": "v1,AAAA",
-    }
-    answer = requests.post(stack.app.url + "/webhooks/codat", data=body, headers=headers, timeout=10)
+    answer = post(stack.app.url + "/webhooks/codat", body, forged("forged"))
     assert answer.status_code == 401
     invalid = (("event_type", "other"), ("result", "invalid_signature"))
     assert stack.metrics()[(WEBHOOKS_RECEIVED.name, invalid)] == 1
@@ -121,21 +104,16 @@ def test_rate_limit_events_pause_and_resume_the_scheduler(stack: Stack) -> None:
     reached = {"dailyQuota": 12000, "quotaRemaining": 0, "expiryDate": "2030-01-01T23:59:99Z"}
     stack.sim.webhooks.enqueue("client.rateLimit.reached", reached, stack.clock.now())
     resumes_at = datetime(2030, 1, 2, 0, 0, 39, tzinfo=UTC)
-    wait_for(lambda: stack.app.scheduler.paused_until == resumes_at, "the pause")
+    wait_until(lambda: stack.app.scheduler.paused_until == resumes_at, "the pause")
 
     reset = {"dailyQuota": 12000, "quotaRemaining": 12000, "expiryDate": "2030-01-02T23:59:59Z"}
     stack.sim.webhooks.enqueue("client.rateLimit.reset", reset, stack.clock.now())
-    wait_for(lambda: stack.app.scheduler.paused_until is None, "the resume")
+    wait_until(lambda: stack.app.scheduler.paused_until is None, "the resume")
 
 
 def test_oversized_delivery_is_refused_unread_and_counted(stack: Stack) -> None:
     body = b"{" + b" " * 8192 + b"}"
-    headers = {
-        "webhook-id": "big",
-        "webhook-timestamp": str(int(time.time())),
-        "webhook-signature": "v1,AAAA",
-    }
-    answer = requests.post(stack.app.url + "/webhooks/codat", data=body, headers=headers, timeout=10)
+    answer = post(stack.app.url + "/webhooks/codat", body, forged("big"))
     assert answer.status_code == 413
     too_large = (("event_type", "other"), ("result", "too_large"))
     assert stack.metrics()[(WEBHOOKS_RECEIVED.name, too_large)] == 1

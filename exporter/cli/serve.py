@@ -51,9 +51,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     run.add_argument("--shard", type=int, metavar="N", help="this replica's shard, counted from 0")
     run.add_argument("--total-shards", type=int, metavar="M", help="how many shards companies are split into")
-    run.add_argument(
-        "--log-level", choices=("debug", "info", "warning", "error"), help="log verbosity (default info)"
-    )
+    _log_level_argument(run, default="info")
     run.set_defaults(func=run_command)
 
     once = subparsers.add_parser(
@@ -63,9 +61,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "(for node_exporter's textfile collector). Exits 1 if every company failed.",
     )
     _config_argument(once)
-    once.add_argument(
-        "--log-level", choices=("debug", "info", "warning", "error"), help="log verbosity (default warning)"
-    )
+    _log_level_argument(once, default="warning")
     once.set_defaults(func=once_command)
 
     check = subparsers.add_parser(
@@ -83,6 +79,16 @@ def _config_argument(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="FILE",
         help=f"YAML config file (default: ${ENV_CONFIG}; none = defaults, discover every company)",
+    )
+
+
+def _log_level_argument(parser: argparse.ArgumentParser, default: str) -> None:
+    # The default is only named in the help: an absent flag stays None so that each command can
+    # fall back on its own source (the config file for `run`).
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        help=f"log verbosity (default {default})",
     )
 
 

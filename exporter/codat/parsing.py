@@ -147,6 +147,15 @@ def _optional_int(obj: Mapping[str, Any], key: str, path: str, default: int = 0)
     return int(value)
 
 
+def _optional_list(obj: Mapping[str, Any], key: str, path: str) -> list[Any]:
+    value = obj.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ShapeError(f"{path}.{key}: expected a list, got {_kind(value)}")
+    return value
+
+
 # --- models ---------------------------------------------------------------------------------------
 
 
@@ -217,11 +226,7 @@ def parse_company(body: object, path: str = "company") -> Company:
     if raw_tags is not None:
         for tag, value in _object(raw_tags, f"{path}.tags").items():
             tags[str(tag)] = value if isinstance(value, str) else str(value)
-    raw_connections = obj.get("dataConnections")
-    if raw_connections is None:
-        raw_connections = []
-    if not isinstance(raw_connections, list):
-        raise ShapeError(f"{path}.dataConnections: expected a list, got {_kind(raw_connections)}")
+    raw_connections = _optional_list(obj, "dataConnections", path)
     return Company(
         id=_required_str(obj, "id", path),
         name=_optional_str(obj, "name", path) or "",
@@ -238,11 +243,7 @@ def parse_company(body: object, path: str = "company") -> Company:
 def parse_page(body: object, parse_item: Callable[[object, str], T], path: str = "page") -> Page[T]:
     """Parse a paged list body (``results``, ``pageNumber``, ``pageSize``, ``totalResults``, ``_links``)."""
     obj = _object(body, path)
-    results = obj.get("results")
-    if results is None:
-        results = []
-    if not isinstance(results, list):
-        raise ShapeError(f"{path}.results: expected a list, got {_kind(results)}")
+    results = _optional_list(obj, "results", path)
     for key in ("pageNumber", "pageSize", "totalResults"):
         if key not in obj:
             raise ShapeError(f"{path}.{key}: missing")

@@ -96,18 +96,18 @@ class _Parser:
         return self.text.startswith(token, self.pos)
 
     def expression(self) -> Node:
-        items = [self.conjunction()]
-        while self.startswith("||"):
-            self.pos += 2
-            items.append(self.conjunction())
-        return items[0] if len(items) == 1 else BoolOp("||", tuple(items))
+        return self.chain("||", self.conjunction)
 
     def conjunction(self) -> Node:
-        items = [self.term()]
-        while self.startswith("&&"):
-            self.pos += 2
-            items.append(self.term())
-        return items[0] if len(items) == 1 else BoolOp("&&", tuple(items))
+        return self.chain("&&", self.term)
+
+    def chain(self, op: Literal["&&", "||"], operand: Callable[[], Node]) -> Node:
+        """One or more ``operand``s joined by ``op`` (``||`` binds looser than ``&&``)."""
+        items = [operand()]
+        while self.startswith(op):
+            self.pos += len(op)
+            items.append(operand())
+        return items[0] if len(items) == 1 else BoolOp(op, tuple(items))
 
     def term(self) -> Node:
         if self.startswith("{"):

@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from exporter.codat.statuses import CONNECTION_STATUSES, ERROR_STATUSES, IN_PROGRESS_STATUSES
 
@@ -170,18 +178,12 @@ class ConnectionSpec(_Model):
     status: str = "Linked"
     id: str | None = None
 
-    @field_validator("status")
+    @field_validator("status", "source_type")
     @classmethod
-    def _status(cls, value: str) -> str:
-        if value not in CONNECTION_STATUSES:
-            raise ValueError(f"{value!r} is not one of {', '.join(CONNECTION_STATUSES)}")
-        return value
-
-    @field_validator("source_type")
-    @classmethod
-    def _source(cls, value: str) -> str:
-        if value not in SOURCE_TYPES:
-            raise ValueError(f"{value!r} is not one of {', '.join(SOURCE_TYPES)}")
+    def _known(cls, value: str, info: ValidationInfo) -> str:
+        allowed = CONNECTION_STATUSES if info.field_name == "status" else SOURCE_TYPES
+        if value not in allowed:
+            raise ValueError(f"{value!r} is not one of {', '.join(allowed)}")
         return value
 
 

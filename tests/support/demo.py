@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.support.processes import stop_process, wait_until_ready
 from tests.support.tools import REPO_ROOT, free_port
 
 READY_TIMEOUT = 60.0
@@ -33,28 +32,14 @@ def run_demo_exporter(workdir: Path) -> Iterator[str]:
             env=env,
         )
         try:
-            deadline = time.monotonic() + READY_TIMEOUT
-            while True:
-                if proc.poll() is not None:
-                    raise AssertionError(
-                        f"the demo exporter exited with {proc.returncode}:\n{log_path.read_text()}"
-                    )
-                try:
-                    with urllib.request.urlopen(f"http://{address}/readyz", timeout=2) as resp:
-                        if resp.status == 200:
-                            break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise AssertionError(
-                        f"the demo exporter was not ready in {READY_TIMEOUT} s:\n{log_path.read_text()}"
-                    )
-                time.sleep(0.2)
+            wait_until_ready(
+                proc,
+                f"http://{address}/readyz",
+                name="the demo exporter",
+                log_path=log_path,
+                timeout=READY_TIMEOUT,
+                interval=0.2,
+            )
             yield address
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)

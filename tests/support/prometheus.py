@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from tests.support.processes import stop_process, wait_until_ready
 from tests.support.tools import free_port, require_tool
 
 Sample = dict[str, Any]
@@ -104,27 +105,12 @@ def run_prometheus(
     )
     server = PrometheusServer(f"http://127.0.0.1:{port}", proc, log_path)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"prometheus exited early:\n{log_path.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{server.url}/-/ready", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"prometheus not ready:\n{log_path.read_text()}")
-            time.sleep(0.1)
+        wait_until_ready(
+            proc, f"{server.url}/-/ready", name="prometheus", log_path=log_path, timeout=30, interval=0.1
+        )
         # Service discovery pushes targets only every ~5 s: wait until every target was scraped.
         server.wait_for("up", lambda r: len(r) >= len(scrape_configs), timeout=30)
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()

@@ -57,6 +57,12 @@ def signed(
     }
 
 
+def forged(message_id: str, *, timestamp: int | None = None) -> dict[str, str]:
+    """Webhook headers whose signature cannot verify (what an attacker without the secret sends)."""
+    when = int(time.time()) if timestamp is None else timestamp
+    return {"webhook-id": message_id, "webhook-timestamp": str(when), "webhook-signature": "v1,AAAA"}
+
+
 def post(url: str, body: bytes, headers: dict[str, str]) -> requests.Response:
     """POST raw bytes (never re-encoded) to ``url``."""
     return requests.post(url, data=body, headers=headers, timeout=10)
