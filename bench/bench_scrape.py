@@ -681,7 +681,7 @@ def main(argv: list[str] | None = None) -> None:
     if opts.quick:
         shapes = [(100, 30, "default", 20, 2), (1000, 30, "sparse", 10, 1)]
     else:
-        shapes = [(1000, 30, "default", 200, 5), (10_000, 30, "sparse", 50, 2)]
+        shapes = [(1000, 30, "default", 200, 5), (10_000, 30, "sparse", 100, 2)]
     results = []
     load_before = list(os.getloadavg())
     for companies, data_types, mode, scrapes, naive_scrapes in shapes:

@@ -686,12 +686,14 @@ class ExpositionCache:
 
 
 class AgeTicker:
-    """Builds the age block of the coming second ahead of scrapes, while scrapes arrive.
+    """Builds the gzip age block of the coming second ahead of scrapes, while scrapes arrive.
 
-    The server reports each /metrics scrape with ``scraped``. While the last scrape of a variant
-    (plain or gzip) is at most ``active_seconds`` old, a daemon thread builds that variant's block
-    for the current and the next wall-clock second, then sleeps until the next second begins:
-    a scrape then finds its block ready instead of formatting and compressing it. While a
+    The server reports each /metrics scrape with ``scraped``. While the last gzip scrape (what
+    Prometheus asks for) is at most ``active_seconds`` old, a daemon thread builds the gzip age
+    block of the current and the next wall-clock second, then sleeps until the next second
+    begins: a scrape then finds its block ready instead of formatting and compressing it. Plain
+    scrapes (people, ``curl``) build their own block: that keeps them within 2× of sending the
+    bytes (see bench/RESULTS.md) and a stray ``curl`` from costing minutes of ticking. While a
     scrape is being served (``serving``) the thread pauses between template pieces, as long as
     the block can still be ready in time, so it does not take CPU from the scrape. With no
     scrapes in the window the thread waits without a timeout (no CPU) until the next scrape.
@@ -712,7 +714,7 @@ class AgeTicker:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self._last_scrape: dict[bool, float] = {}  # gzip? → Unix time of the last such scrape
+        self._last_gzip_scrape: float | None = None  # Unix time
         self._idle = True
         self._thread: threading.Thread | None = None
         self._build_seconds = 0.0  # how long the last block build took
@@ -777,23 +779,24 @@ class AgeTicker:
                 self._serving.wait(remaining)
 
     def scraped(self, *, gzip: bool, now: float) -> None:
-        """Note a /metrics scrape at ``now``; wakes the thread if it was idle."""
+        """Note a /metrics scrape at ``now``; a gzip scrape wakes the thread if it was idle."""
+        if not gzip:
+            return
         with self._lock:
-            self._last_scrape[gzip] = now
+            self._last_gzip_scrape = now
             wake = self._idle
             self._idle = False
         if wake:
             self._wake.set()
 
-    def wanted(self, now: float) -> tuple[bool, bool]:
-        """Which variants (plain, gzip) were scraped within the active window before ``now``."""
+    def wanted(self, now: float) -> bool:
+        """Whether a gzip scrape came within the active window before ``now``."""
         with self._lock:
-            return self._window(now)
+            return self._in_window(now)
 
     def tick(self, now: float) -> int:
-        """Build the wanted variants of the blocks of ``now``'s second and the next; how many built."""
-        plain, gz = self.wanted(now)
-        if not (plain or gz):
+        """Build the gzip age blocks of ``now``'s second and the next if wanted; how many built."""
+        if not self.wanted(now):
             return 0
         second = math.floor(now)
         if self._build_rendering is not self.cache.rendered:
@@ -807,10 +810,8 @@ class AgeTicker:
             started = time.monotonic()
             # Pausing for scrapes may use the slack before ``target`` begins, less a build's time.
             slack = target - self.clock() - self._build_seconds
-            until = started + max(0.0, slack)
-            if self.cache.prebuild_ages(
-                target, plain=plain, gzip=gz, between_pieces=functools.partial(self._pause_for_scrapes, until)
-            ):
+            pause = functools.partial(self._pause_for_scrapes, started + max(0.0, slack))
+            if self.cache.prebuild_ages(target, plain=False, gzip=True, between_pieces=pause):
                 self._build_seconds = time.monotonic() - started
                 built += 1
         return built
@@ -821,7 +822,7 @@ class AgeTicker:
             now = self.clock()
             with self._lock:
                 # Decided under the lock ``scraped`` takes, so a scrape's wake-up cannot be missed.
-                self._idle = not any(self._window(now))
+                self._idle = not self._in_window(now)
                 idle = self._idle
             if idle:
                 self._wake.wait()
@@ -833,10 +834,7 @@ class AgeTicker:
             # Sleep to just past the next second boundary; a new rendering or stop() wakes it early.
             self._wake.wait(min(1.0, max(0.0, math.floor(now) + 1.001 - self.clock())))
 
-    def _window(self, now: float) -> tuple[bool, bool]:
+    def _in_window(self, now: float) -> bool:
         # ``wanted`` for a caller that holds ``_lock``.
-        plain, gz = (self._last_scrape.get(v) for v in (False, True))
-        return (
-            plain is not None and now - plain <= self.active_seconds,
-            gz is not None and now - gz <= self.active_seconds,
-        )
+        last = self._last_gzip_scrape
+        return last is not None and now - last <= self.active_seconds

@@ -65,7 +65,7 @@ def test_served_age_is_whole_seconds_since_the_sync_at_the_scrape_second(
 ) -> None:
     clock = FakeClock(T0.timestamp() + 125.9)
     ticker = AgeTicker(cache, clock)
-    ticker.scraped(gzip=gzipped, now=clock.now)
+    ticker.scraped(gzip=True, now=clock.now)
     assert ticker.tick(clock.now) == 2  # this second and the next
     for offset in (0.0, 0.99, 1.0, 1.5):
         now = clock.now + offset
@@ -101,12 +101,12 @@ def test_a_stale_block_is_never_served_the_scrape_recomputes(cache: ExpositionCa
 def test_a_new_snapshot_drops_blocks_built_for_the_old_one(cache: ExpositionCache) -> None:
     now = T0.timestamp() + 30.0
     ticker = AgeTicker(cache, FakeClock(now))
-    ticker.scraped(gzip=False, now=now)
+    ticker.scraped(gzip=True, now=now)
     ticker.tick(now)
     resynced = T0 - timedelta(seconds=5)
     cache.update(snapshot(company("c-acme", {"invoices": ("Complete", resynced)})))
     assert cache.age_block(math.floor(now)) is None
-    assert age_of(cache.body(False, False, now)) == 35
+    assert age_of(cache.body(False, True, now)) == 35
 
 
 def test_gzip_body_with_a_prebuilt_block_is_multi_member_and_decodes_to_the_plain_body(
@@ -115,7 +115,6 @@ def test_gzip_body_with_a_prebuilt_block_is_multi_member_and_decodes_to_the_plai
     now = T0.timestamp() + 7.0
     ticker = AgeTicker(cache, FakeClock(now))
     ticker.scraped(gzip=True, now=now)
-    ticker.scraped(gzip=False, now=now)
     ticker.tick(now)
     for openmetrics in (False, True):
         compressed = cache.body(openmetrics, True, now)
@@ -123,22 +122,24 @@ def test_gzip_body_with_a_prebuilt_block_is_multi_member_and_decodes_to_the_plai
         first = zlib.decompressobj(31)
         first.decompress(compressed)
         assert first.unused_data, "expected more than one gzip member"
-    assert cache.age_blocks_built_on_scrape == 0
+    assert cache.age_blocks_built_on_scrape == 1  # the plain body: the ticker builds gzip only
 
 
-def test_ticker_builds_only_the_variants_scraped_recently(cache: ExpositionCache) -> None:
+def test_ticker_builds_gzip_blocks_only_while_gzip_scrapes_are_recent(cache: ExpositionCache) -> None:
     now = T0.timestamp() + 100.0
     ticker = AgeTicker(cache, FakeClock(now), active_seconds=300)
     assert ticker.tick(now) == 0  # never scraped: nothing to build
+    ticker.scraped(gzip=False, now=now)
+    assert ticker.tick(now) == 0  # a plain scrape (curl) builds its own block
     ticker.scraped(gzip=True, now=now)
-    ticker.tick(now)
+    assert ticker.tick(now) == 2
     block = cache.age_block(math.floor(now))
     assert block is not None
     assert block.gzip is not None
     assert block.plain is None
-    later = now + 301
-    assert ticker.wanted(later) == (False, False)
-    assert ticker.tick(later) == 0
+    assert ticker.wanted(now + 300)
+    assert not ticker.wanted(now + 301)
+    assert ticker.tick(now + 301) == 0
 
 
 def test_a_late_ticker_skips_a_second_that_is_already_over(cache: ExpositionCache) -> None:
@@ -177,12 +178,12 @@ def test_ticker_pauses_while_a_scrape_is_served(cache: ExpositionCache) -> None:
     assert cache.age_block(second + 1) is not None
 
 
-def test_ticker_stops_pausing_when_its_slack_runs_out(cache: ExpositionCache) -> None:
+def test_ticker_does_not_pause_once_its_slack_is_gone(cache: ExpositionCache) -> None:
     second = math.floor(T0.timestamp()) + 80
-    ticker = AgeTicker(cache, FakeClock(second + 0.9999))  # no slack left for the next second
+    ticker = AgeTicker(cache, FakeClock(second + 1.5))  # late: the block's second has begun
     ticker.scraped(gzip=True, now=second)
     with ticker.serving():
-        assert ticker.tick(second + 0.9999) >= 1  # returns although the scrape is still served
+        assert ticker.tick(second + 0.5) == 1  # returns although the scrape is still served
     assert cache.age_block(second + 1) is not None
     assert ticker.pauses == 0
 

@@ -47,4 +47,5 @@ def webhook_server(
         routes={**hidden, **routes},
         max_body_bytes=max_body_bytes,
         on_body_too_large=on_body_too_large,
+        prebuild_ages=False,  # this port never serves /metrics
     )
