@@ -14,8 +14,12 @@ fi
 stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "bootstrap: installing Python packages into .venv" >&2
-  .venv/bin/python -m pip install -q --upgrade pip 2>/dev/null
-  .venv/bin/python -m pip install -q -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true  # an old pip still works
+  if ! PYTHONWARNINGS=ignore .venv/bin/python -m pip install -q -e '.[dev]' >.venv/pip-install.log 2>&1; then
+    grep -v "is ignored: it is neither a file nor a directory" .venv/pip-install.log >&2 || true
+    echo "bootstrap: installing Python packages failed (log above)" >&2
+    exit 1
+  fi
   .venv/bin/python -c 'import exporter' # fail loudly if the install did not work
   rm -f .venv/.installed-*
   touch "$stamp"
