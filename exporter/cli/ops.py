@@ -475,7 +475,8 @@ def _common_options() -> argparse.ArgumentParser:
         "--api-key-file",
         type=Path,
         metavar="FILE",
-        help=f"file holding the API key (default: ${API_KEY_ENV}, else the file in ${API_KEY_FILE_ENV})",
+        help=f"read the API key from FILE (without it: ${API_KEY_ENV}, "
+        f"else the file named by ${API_KEY_FILE_ENV})",
     )
     common.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return common
@@ -505,7 +506,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     companies.add_argument("--query", metavar="Q", help="Codat query, e.g. 'dataConnections.status=Linked'")
     companies.add_argument("--tags", metavar="T", help="Codat tags filter, e.g. 'region=uk'")
-    companies.add_argument("--page-size", type=_page_size, default=1000, metavar="N", help="default 1000")
+    companies.add_argument(
+        "--page-size",
+        type=_page_size,
+        default=1000,
+        metavar="N",
+        help="companies per page, 1-5000 (default 1000)",
+    )
 
     status = _add(subparsers, "status", "Show a company's data status per data type.", cmd_status, common)
     status.add_argument("company", metavar="COMPANY", help="company id")
@@ -521,8 +528,16 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     history.add_argument(
         "--order-by", metavar="F", help="field to sort by; newest first is --order-by=-requested"
     )
-    history.add_argument("--page", type=_positive_int, default=1, metavar="N", help="default 1")
-    history.add_argument("--page-size", type=_page_size, default=100, metavar="N", help="default 100")
+    history.add_argument(
+        "--page", type=_positive_int, default=1, metavar="N", help="page to show (default 1)"
+    )
+    history.add_argument(
+        "--page-size",
+        type=_page_size,
+        default=100,
+        metavar="N",
+        help="operations per page, 1-5000 (default 100)",
+    )
     history.add_argument("--all-pages", action="store_true", help="read every page")
 
     operation = _add(subparsers, "operation", "Show one pull operation.", cmd_operation, common)
@@ -538,7 +553,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         check_refresh_args,
     )
     refresh.add_argument("company", metavar="COMPANY", help="company id")
-    refresh.add_argument("data_type", metavar="DATA_TYPE", nargs="?", help="data type to refresh")
+    refresh.add_argument(
+        "data_type", metavar="DATA_TYPE", nargs="?", help="data type to refresh, e.g. invoices"
+    )
     refresh.add_argument(
         "--all", action="store_true", help="refresh every data type set to fetch on first link"
     )

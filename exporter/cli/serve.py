@@ -34,31 +34,46 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add ``run``, ``once`` and ``check-config`` to the parser."""
     run = subparsers.add_parser(
         "run",
-        help="poll Codat and serve /metrics until stopped",
-        description="Poll Codat in the background and serve Prometheus metrics until SIGTERM/SIGINT.",
+        help="Poll Codat and serve /metrics until stopped.",
+        description="Poll Codat in the background and serve /metrics, /healthz, /readyz and a landing "
+        "page until SIGTERM/SIGINT (exit 0). The API key comes from CODAT_API_KEY or CODAT_API_KEY_FILE "
+        "(or the config file). Exit 2 on an invalid configuration, 1 if the address cannot be bound.",
     )
     _config_argument(run)
     run.add_argument(
         "--demo",
         action="store_true",
-        help="run against a built-in simulated Codat account (no API key needed)",
+        help="run against a built-in simulated Codat account (no API key needed; --config, "
+        "CODAT_API_KEY and CODAT_BASE_URL are ignored)",
     )
     run.add_argument(
         "--web.listen-address",
         dest="listen_address",
         metavar="HOST:PORT",
-        help="address for /metrics and the landing page (default 0.0.0.0:8329; demo 127.0.0.1:8329)",
+        help="address to serve on (default: $CODAT_EXPORTER_LISTEN_ADDRESS, else server.listen_address, "
+        "else 0.0.0.0:8329; with --demo 127.0.0.1:8329)",
     )
-    run.add_argument("--shard", type=int, metavar="N", help="this replica's shard, counted from 0")
-    run.add_argument("--total-shards", type=int, metavar="M", help="how many shards companies are split into")
-    _log_level_argument(run, default="info")
+    run.add_argument(
+        "--shard",
+        type=int,
+        metavar="N",
+        help="this replica's shard, counted from 0 (default: sharding.shard, else 0)",
+    )
+    run.add_argument(
+        "--total-shards",
+        type=int,
+        metavar="M",
+        help="how many shards companies are split into (default: sharding.total_shards, else 1)",
+    )
+    _log_level_argument(run, default="$CODAT_EXPORTER_LOG_LEVEL, else logging.level, else info")
     run.set_defaults(func=run_command)
 
     once = subparsers.add_parser(
         "once",
-        help="poll every company once and print the exposition to stdout",
+        help="Poll every company once and print the metrics to stdout.",
         description="Poll every company once and print the metrics in the Prometheus text format "
-        "(for node_exporter's textfile collector). Exits 1 if every company failed.",
+        "(for node_exporter's textfile collector); logs go to stderr. Exits 1 if the companies could not "
+        "be listed, every company failed, or Codat rate-limited the poll; 2 on an invalid configuration.",
     )
     _config_argument(once)
     _log_level_argument(once, default="warning")
@@ -66,10 +81,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
     check = subparsers.add_parser(
         "check-config",
-        help="validate a config file and print a summary",
-        description="Validate FILE (with the environment applied); exit 2 listing every problem.",
+        help="Validate a config file and print a summary.",
+        description="Validate FILE with the environment applied (CODAT_API_KEY, CODAT_BASE_URL, ...). "
+        "Prints 'FILE: OK' and a summary (exit 0), or every problem as 'field.path: reason' (exit 2).",
     )
-    check.add_argument("file", type=Path, metavar="FILE")
+    check.add_argument("file", type=Path, metavar="FILE", help="YAML config file to check")
     check.set_defaults(func=lambda args: check_config_command(args.file, os.environ))
 
 
@@ -78,7 +94,8 @@ def _config_argument(parser: argparse.ArgumentParser) -> None:
         "--config",
         type=Path,
         metavar="FILE",
-        help=f"YAML config file (default: ${ENV_CONFIG}; none = defaults, discover every company)",
+        help=f"YAML config file (default: ${ENV_CONFIG}; with neither, the defaults: every company "
+        "the API key can see)",
     )
 
 

@@ -21,10 +21,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add this module's sub-commands to the parser."""
     parser = subparsers.add_parser(
         "simulate",
-        help="serve a simulated Codat API (demo, tests, benchmarks)",
+        help="Serve a simulated Codat API (for the demo, tests and benchmarks).",
         description=(
             "Serve a fake Codat Platform API with companies whose syncs move in real time. "
-            "Point the exporter at it with CODAT_BASE_URL and CODAT_API_KEY."
+            "Point the exporter or the operator commands at it with CODAT_BASE_URL=http://HOST:PORT "
+            "and CODAT_API_KEY set to the --api-key value."
         ),
     )
     parser.add_argument("--scenario", metavar="FILE", help="scenario YAML (default: the built-in demo)")
@@ -41,13 +42,21 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--companies", metavar="N", type=int, help="generate N companies instead of the demo scenario"
     )
     parser.add_argument(
-        "--data-types", metavar="K", type=int, default=10, help="data types per generated company"
+        "--data-types",
+        metavar="K",
+        type=int,
+        default=10,
+        help="data types per generated company (default 10)",
     )
     parser.add_argument("--seed", metavar="N", type=int, help="random seed (default: the scenario's, else 1)")
     parser.add_argument(
         "--speed", metavar="F", type=float, default=1.0, help="simulated seconds per real second (default 1)"
     )
-    parser.add_argument("--webhook-url", metavar="URL", help="POST read.completed events here")
+    parser.add_argument(
+        "--webhook-url",
+        metavar="URL",
+        help="send read.completed and client.rateLimit.* webhooks to this URL (signed with the secret below)",
+    )
     parser.add_argument(
         "--webhook-secret",
         metavar="S",
