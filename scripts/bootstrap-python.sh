@@ -8,8 +8,13 @@ if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
   echo "bootstrap: codat-exporter needs Python 3.11 or newer (found: $("$python" --version 2>&1))" >&2
   exit 1
 fi
-if [ ! -x .venv/bin/python ]; then
-  "$python" -m venv .venv
+if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
+  rm -rf .venv  # missing, or left half-made by an earlier failed attempt
+  if ! "$python" -m venv .venv; then
+    rm -rf .venv
+    echo "bootstrap: '$python -m venv' failed; on Debian or Ubuntu install it with: apt-get install python3-venv" >&2
+    exit 1
+  fi
 fi
 stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
