@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, Final
 
+from exporter.codat.auth import authorization_header
 from exporter.codat.client import CodatClient
 from exporter.collector.scheduler import Clock, Scheduler, utc_now
 from exporter.collector.sharding import owns
@@ -51,17 +52,24 @@ class SecretFilter(logging.Filter):
         self._secrets = tuple(s for s in secrets if s and len(s) >= 4)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Mask secrets in the formatted message; always keeps the record."""
+        """Mask secrets in the formatted message and traceback; always keeps the record."""
         if not self._secrets:
             return True
         message = record.getMessage()
-        masked = message
-        for secret in self._secrets:
-            masked = masked.replace(secret, REDACTED)
+        masked = self._mask(message)
         if masked != message:
             record.msg = masked
             record.args = None
+        if record.exc_info and not record.exc_text:
+            # An exception's text is as likely to echo a secret as a message; formatters use
+            # ``exc_text`` when it is set, so the traceback is rendered once, masked.
+            record.exc_text = self._mask(logging.Formatter().formatException(record.exc_info))
         return True
+
+    def _mask(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return text
 
 
 class JsonFormatter(logging.Formatter):
@@ -76,7 +84,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         if record.exc_info:
-            payload["exception"] = self.formatException(record.exc_info)
+            payload["exception"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(payload, ensure_ascii=False)
 
 
@@ -98,8 +106,10 @@ def setup_logging(level: str = "info", fmt: str = "text", secrets: Iterable[str]
 
 
 def config_secrets(config: Config) -> list[str]:
-    """The secret values a config holds (for log masking)."""
-    values = [config.codat.api_key_value() or "", config.webhooks.secret_value() or ""]
+    """The secret values a config holds (for log masking), the key also as its Authorization form."""
+    api_key = config.codat.api_key_value() or ""
+    encoded = authorization_header(api_key).removeprefix("Basic ") if api_key else ""
+    values = [api_key, encoded, config.webhooks.secret_value() or ""]
     return [v for v in values if v]
 
 
@@ -163,6 +173,7 @@ class App:
         self._stopped = True
         self._stop_event.set()
         self.scheduler.wake()
+        self.scheduler.close(wait=False)  # the polls this cycle still has queued are dropped now
         if self._poll_thread is not None:
             self._poll_thread.join(timeout)
             if self._poll_thread.is_alive():
@@ -170,8 +181,8 @@ class App:
         if self.webhooks is not None:
             self.webhooks.stop(timeout)
         self.server.stop()
-        if self._poll_thread is None or not self._poll_thread.is_alive():
-            self.scheduler.close()
+        if not self.busy:
+            self.scheduler.close()  # wait for the polls in flight before closing the client
         self.client.close()
         for callback in self.on_stop:
             try:
@@ -183,10 +194,6 @@ class App:
     def busy(self) -> bool:
         """True while the poll loop is still inside a request (after ``stop`` gave up waiting)."""
         return self._poll_thread is not None and self._poll_thread.is_alive()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until ``stop`` was requested (or ``timeout`` passed); True if stopping."""
-        return self._stop_event.wait(timeout)
 
     def request_stop(self) -> None:
         """Ask ``run_until_signal`` to shut down (what SIGTERM does)."""

@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from exporter.app import setup_logging
+from exporter.app import config_secrets, setup_logging
 from exporter.cli import main
+from exporter.codat.auth import authorization_header
+from exporter.config.schema import Config
 from tests.conftest import RunningSimulator
 from tests.support.tools import REPO_ROOT, free_port, require_tool
 
@@ -223,6 +225,36 @@ def test_json_logs_are_one_object_per_line_with_secrets_masked(capsys: pytest.Ca
     assert record["level"] == "warning"
     assert record["logger"] == "exporter.test"
     assert record["message"] == "echoed by a library: key=[REDACTED]"
+
+
+def test_the_api_key_is_masked_in_logs_also_in_its_authorization_header_form(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = Config.model_validate({"codat": {"api_key": SECRET_KEY}})
+    header = authorization_header(SECRET_KEY)
+    setup_logging("info", "text", secrets=config_secrets(config))
+    try:
+        logging.getLogger("exporter.test").warning("a library logged its request headers: %s", header)
+    finally:
+        setup_logging("warning", "text")
+    err = capsys.readouterr().err
+    assert "headers: Basic [REDACTED]" in err
+    assert header.removeprefix("Basic ") not in err
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_secret_in_a_logged_traceback_is_masked(fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
+    setup_logging("info", fmt, secrets=[SECRET_KEY])
+    try:
+        try:
+            raise ValueError(f"a library echoed the header: Basic {SECRET_KEY}")
+        except ValueError:
+            logging.getLogger("exporter.test").exception("poll cycle failed unexpectedly")
+    finally:
+        setup_logging("warning", "text")
+    err = capsys.readouterr().err
+    assert "ValueError: a library echoed the header: Basic [REDACTED]" in err
+    assert SECRET_KEY not in err
 
 
 def test_sigterm_exits_within_seconds_even_while_a_codat_request_hangs(simulator: RunningSimulator) -> None:

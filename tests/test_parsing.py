@@ -174,6 +174,8 @@ def test_pull_operation_without_company_id_takes_the_requested_company() -> None
         ({"requested": None}, "pullOperation.requested"),
         ({"requested": "soon"}, "pullOperation.requested"),
         ({"progress": "half"}, "pullOperation.progress"),
+        ({"progress": float("inf")}, "pullOperation.progress"),
+        ({"progress": float("nan")}, "pullOperation.progress"),
         ({"isErrored": "no"}, "pullOperation.isErrored"),
     ],
 )
@@ -244,6 +246,10 @@ def test_page_without_paging_fields_is_a_shape_error() -> None:
         ("-3", None),
         ("soon", None),
         (None, None),
+        ("inf", None),
+        ("nan", None),
+        ("1e20", 86400.0),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", 86400.0),
     ],
 )
 def test_retry_after_seconds_or_http_date(header: str | None, expected: float | None) -> None:
@@ -271,6 +277,12 @@ def test_rate_limit_headers_are_read_case_insensitively() -> None:
     info = parse_rate_limit({"x-rate-limit-limit": "101000", "X-RATE-LIMIT-REMAINING": "99"}, NOW)
     assert info is not None
     assert (info.limit, info.remaining, info.reset, info.observed_at) == (101000, 99, None, NOW)
+
+
+def test_infinite_rate_limit_header_is_ignored_rather_than_raised() -> None:
+    info = parse_rate_limit({"X-Rate-Limit-Limit": "inf", "X-Rate-Limit-Remaining": "7"}, NOW)
+    assert info is not None
+    assert (info.limit, info.remaining) == (None, 7)
 
 
 def test_no_rate_limit_headers_give_none() -> None:

@@ -324,6 +324,22 @@ def test_snapshot_listeners_hear_every_new_snapshot(rig: Rig) -> None:
     assert heard == [None, rig.clock.now() - timedelta(seconds=60), rig.clock.now()]
 
 
+def test_a_company_not_polled_again_keeps_its_snapshot_object(rig: Rig) -> None:
+    # The exposition re-renders only companies whose snapshot object changed; a cycle that polls
+    # one company must hand it the same objects for all the others.
+    rig.scheduler.run_cycle()
+    before = rig.scheduler.snapshot
+    polled = rig.company("Delta")
+    rig.sim.set_status(polled, "customers", "Complete")
+    rig.scheduler.request_poll(polled, "webhook")
+    rig.scheduler.poll_requested(rig.clock.advance(1))
+    after = rig.scheduler.snapshot
+    assert after is not before
+    assert after.companies[polled] is not before.companies[polled]
+    for cid in set(rig.sim.company_ids) - {polled}:
+        assert after.companies[cid] is before.companies[cid]
+
+
 def test_connection_status_comes_from_the_listing_without_extra_reads(rig: Rig) -> None:
     rig.scheduler.run_cycle()
     cid = rig.company("Charlie")
@@ -369,6 +385,21 @@ def test_webhook_for_an_unlisted_company_lists_again_at_once_instead_of_next_int
     # hour between listings, the running loop must list again right away to pick it up.
     for rig in make_rig(_config(polling={"interval": "1h"})):
         _webhook_for_new_company_is_polled_while_running(rig)
+
+
+def test_webhook_for_a_filtered_out_company_does_not_list_companies_again() -> None:
+    # Codat sends read.completed for every company of the account; one this exporter filters
+    # out must not cost a GET /companies per webhook.
+    for rig in make_rig(_config(companies={"exclude": ["Bra*"]})):
+        rig.scheduler.run_cycle()
+        rig.sim.reset_request_log()
+        excluded = rig.company("Bravo")
+        for _ in range(3):
+            rig.scheduler.request_poll(excluded, "webhook")
+            rig.scheduler.poll_requested(rig.clock.advance(1))
+            rig.scheduler.run_cycle(rig.clock.advance(1))
+        assert rig.sim.count_requests() == 0
+        assert excluded not in rig.scheduler.snapshot.companies
 
 
 def _webhook_for_new_company_is_polled_while_running(rig: Rig) -> None:

@@ -11,6 +11,7 @@ raises :class:`ShapeError` naming the field path; the client turns it into a
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
@@ -29,6 +30,8 @@ _TIMESTAMP_RE: Final = re.compile(
 )
 # Epoch readings below this are taken as "seconds from now", not as a date in 1973.
 _RELATIVE_RESET_LIMIT: Final = 1_000_000_000
+MAX_RETRY_AFTER: Final = 86400.0
+"""Longest ``Retry-After`` taken at its word: Codat's quota is daily, so no wait needs to be longer."""
 
 
 class ShapeError(ValueError):
@@ -142,7 +145,13 @@ def _optional_int(obj: Mapping[str, Any], key: str, path: str, default: int = 0)
     value = obj.get(key)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+    # JSON decoders accept Infinity and NaN; int() of those raises something other than ShapeError.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value != int(value)
+    ):
         raise ShapeError(f"{path}.{key}: expected an integer, got {_kind(value)}")
     return int(value)
 
@@ -285,7 +294,10 @@ def parse_http_date(value: str) -> datetime | None:
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date); None if absent/bad."""
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date); None if absent/bad.
+
+    At most ``MAX_RETRY_AFTER``: callers add the wait to a datetime, which a huge value would overflow.
+    """
     if value is None or not value.strip():
         return None
     text = value.strip()
@@ -295,10 +307,10 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
         when = parse_http_date(text)
         if when is None:
             return None
-        return max(0.0, (when - now).total_seconds())
-    if seconds != seconds or seconds < 0:  # NaN or negative
+        return min(MAX_RETRY_AFTER, max(0.0, (when - now).total_seconds()))
+    if not math.isfinite(seconds) or seconds < 0:
         return None
-    return seconds
+    return min(MAX_RETRY_AFTER, seconds)
 
 
 def parse_rate_limit_reset(value: str | None, now: datetime) -> datetime | None:
@@ -337,7 +349,7 @@ def _header_int(headers: Mapping[str, str], name: str) -> int | None:
         return None
     try:
         return int(float(value))
-    except ValueError:
+    except (ValueError, OverflowError):  # not a number, NaN, or infinite
         return None
 
 

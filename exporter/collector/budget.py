@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
+from exporter.codat.ratelimit import refill
+
 DEFAULT_QUOTA_LIMIT: Final = 1000
 """Codat's smallest daily quota (no active company): assumed until a response says otherwise."""
 
@@ -51,7 +53,7 @@ class RequestBudget:
         """Add the tokens earned since the last update (a clock going backwards earns nothing)."""
         elapsed = (now - self.updated).total_seconds()
         if elapsed > 0:
-            self.tokens = min(capacity(self.per_day), self.tokens + elapsed * self.per_day / SECONDS_PER_DAY)
+            self.tokens = refill(self.tokens, elapsed, self.per_day / SECONDS_PER_DAY, capacity(self.per_day))
             self.updated = now
 
     def available(self, now: datetime) -> float:

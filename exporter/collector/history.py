@@ -128,11 +128,6 @@ class HistoryScan:
         self._done = False
         self._past_accounted = False
 
-    @property
-    def done(self) -> bool:
-        """True once a page said that older pages hold nothing new."""
-        return self._done
-
     def add_page(self, page: Sequence[PullOperation]) -> bool:
         """Take in the next page; return True if the following page should be fetched."""
         verdict = terminal_operations(self._ledger, page, past_accounted=self._past_accounted)

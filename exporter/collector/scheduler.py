@@ -38,10 +38,11 @@ from exporter.codat.errors import (
     ServerError,
     UnauthorizedError,
 )
-from exporter.codat.models import Company
+from exporter.codat.models import Company, Page
 from exporter.collector.budget import RequestBudget, capacity, daily_budget
 from exporter.collector.history import HistoryLedger, HistoryScan, ScanResult, duration_seconds
 from exporter.collector.planner import (
+    ESTIMATED_COST,
     PlannedPoll,
     PlanSettings,
     PollReason,
@@ -55,7 +56,7 @@ from exporter.collector.state import (
     CompanyFilter,
     CompanyState,
     DataTypeFilter,
-    build_snapshot,
+    SnapshotBuilder,
     new_company_state,
     with_failure,
     with_status_read,
@@ -182,13 +183,17 @@ class Scheduler:
         self._cycle_lock = threading.Lock()
         self._states: dict[str, CompanyState] = {}
         self._listed: dict[str, Company] = {}
+        self._not_watched: frozenset[str] = frozenset()
+        """Ids the last listing returned that are filtered out or another shard's."""
         self._listed_once = False
         self._last_change_detection: datetime | None = None
         self._companies_pages = 1
         self._snapshot = Snapshot()
+        self._snapshots = SnapshotBuilder()
         self._listeners: list[SnapshotListener] = []
         self._pending: dict[str, str] = {}
         self._wake = threading.Event()
+        self._closing = threading.Event()
         self._paused_until: datetime | None = None
         self._budget: RequestBudget | None = None
         self._budget_known = False
@@ -247,9 +252,14 @@ class Scheduler:
             self._paused_until = None
         self._wake.set()
 
-    def close(self) -> None:
-        """Stop the worker threads (waits for polls in flight)."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+    def close(self, *, wait: bool = True) -> None:
+        """Stop the worker threads: polls not started yet are dropped; ``wait`` for those in flight.
+
+        Without this a shutdown would first work through every poll the current cycle queued
+        (the pool's threads are joined at interpreter exit), spending minutes and quota.
+        """
+        self._closing.set()
+        self._pool.shutdown(wait=wait)
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -385,17 +395,17 @@ class Scheduler:
         """List companies (the cheap change detector); returns the requests made."""
         selection = self._config.companies
         pages = 0
-        found: list[Company] = []
-        page_number = 1
-        while True:
-            page = self._client.list_companies(
-                query=selection.query, tags=selection.tags, page=page_number, page_size=COMPANIES_PAGE_SIZE
-            )
+
+        def count_page(_page: Page[Company]) -> None:
+            nonlocal pages
             pages += 1
-            found.extend(page.results)
-            if not page.has_next or not page.results:
-                break
-            page_number += 1
+
+        # The client's paging walk also stops a server that keeps announcing a next page.
+        found = list(
+            self._client.iter_companies(
+                query=selection.query, tags=selection.tags, page_size=COMPANIES_PAGE_SIZE, on_page=count_page
+            )
+        )
         selected = {
             c.id: c for c in found if self._company_filter(c) and owns(c.id, self._shard, self._total_shards)
         }
@@ -404,6 +414,7 @@ class Scheduler:
         ]
         with self._lock:
             self._listed = selected
+            self._not_watched = frozenset(c.id for c in found if c.id not in selected)
             self._listed_once = True
             self._last_change_detection = now
             self._companies_pages = pages
@@ -435,12 +446,13 @@ class Scheduler:
             pending = dict(self._pending)
             self._pending.clear()
             known = {cid: c for cid, c in self._listed.items() if cid in pending}
-        unknown = [cid for cid in pending if cid not in known]
-        if unknown:
-            # A company we have not listed yet (just created, or just linked): list again.
-            self._last_change_detection = None
+            if any(cid not in known and cid not in self._not_watched for cid in pending):
+                # A company we have not listed yet (just created, or just linked): list again.
+                # Companies listed but filtered out are not: their webhooks would re-list every time.
+                self._last_change_detection = None
         if known:
-            polls = [PlannedPoll(cid, PollReason.WEBHOOK, 2.0) for cid in known]
+            cost = ESTIMATED_COST[PollReason.WEBHOOK]
+            polls = [PlannedPoll(cid, PollReason.WEBHOOK, cost) for cid in known]
             self._execute(polls, now, report)
 
     def _drop(self, removed: Iterable[str], report: CycleReport) -> None:
@@ -453,7 +465,7 @@ class Scheduler:
                     log.info("company %s is no longer watched; its series are dropped", company_id)
 
     def _execute(self, polls: Sequence[PlannedPoll], now: datetime, report: CycleReport) -> None:
-        if not polls:
+        if not polls or self._closing.is_set():
             return
         stop = threading.Event()
         futures = [self._pool.submit(self._poll_company, poll, now, stop) for poll in polls]
@@ -474,7 +486,7 @@ class Scheduler:
                 report.failed.append(outcome.company_id)
 
     def _poll_company(self, poll: PlannedPoll, now: datetime, stop: threading.Event) -> _PollOutcome | None:
-        if stop.is_set() or self._is_paused(now):
+        if stop.is_set() or self._closing.is_set() or self._is_paused(now):
             return None
         with self._lock:
             listed = self._listed.get(poll.company_id)
@@ -543,7 +555,7 @@ class Scheduler:
             ready = self._listed_once and all(
                 cid in self._states and self._states[cid].attempted for cid in self._listed
             )
-            snapshot = build_snapshot(self._states, now, ready, attempts)
+            snapshot = self._snapshots.build(self._states, now, ready, attempts)
             self._snapshot = snapshot
             listeners = list(self._listeners)
         for listener in listeners:

@@ -8,7 +8,6 @@ current states. A failed poll keeps every last good value and only flips
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -18,6 +17,7 @@ from exporter.codat.statuses import is_in_progress
 from exporter.collector.history import HistoryLedger, ScanResult
 from exporter.collector.planner import CompanyPollState
 from exporter.collector.snapshot import CompanySnapshot, Snapshot
+from exporter.globs import matches_any
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,9 +129,9 @@ class DataTypeFilter:
 
     def __call__(self, data_type: str) -> bool:
         """True when ``data_type`` is exported."""
-        if self.include and not any(fnmatch.fnmatchcase(data_type, g) for g in self.include):
+        if self.include and not matches_any(data_type, self.include):
             return False
-        return not any(fnmatch.fnmatchcase(data_type, g) for g in self.exclude)
+        return not matches_any(data_type, self.exclude)
 
 
 class CompanyFilter:
@@ -150,24 +150,44 @@ class CompanyFilter:
         if self.ids and company.id not in self.ids:
             return False
         names = (company.id, company.name)
-        if self.include and not any(fnmatch.fnmatchcase(n, g) for g in self.include for n in names):
+        if self.include and not any(matches_any(n, self.include) for n in names):
             return False
-        return not any(fnmatch.fnmatchcase(n, g) for g in self.exclude for n in names)
+        return not any(matches_any(n, self.exclude) for n in names)
 
 
-def build_snapshot(
-    states: Mapping[str, CompanyState],
-    now: datetime,
-    ready: bool,
-    refresh_attempts: Mapping[tuple[str, str], datetime] | None = None,
-) -> Snapshot:
-    """A new immutable snapshot of every company polled at least once."""
-    by_company: dict[str, dict[str, datetime]] = {}
-    for (company_id, data_type), when in (refresh_attempts or {}).items():
-        by_company.setdefault(company_id, {})[data_type] = when
-    companies = {
-        company_id: state.snapshot(by_company.get(company_id))
-        for company_id, state in sorted(states.items())
-        if state.attempted
-    }
-    return Snapshot(companies=companies, generated_at=now, ready=ready)
+class SnapshotBuilder:
+    """Builds snapshots, reusing a company's ``CompanySnapshot`` object while nothing of it changed.
+
+    The exposition re-renders only companies whose snapshot object is new (or unequal): handing it
+    the same object for an unchanged company spares both the copy here and a deep comparison there
+    for every company on every publish. Used by the poll thread only.
+    """
+
+    def __init__(self) -> None:
+        """Start with nothing to reuse."""
+        self._made: dict[str, tuple[CompanyState, dict[str, datetime], CompanySnapshot]] = {}
+
+    def build(
+        self,
+        states: Mapping[str, CompanyState],
+        now: datetime,
+        ready: bool,
+        refresh_attempts: Mapping[tuple[str, str], datetime] | None = None,
+    ) -> Snapshot:
+        """A new immutable snapshot of every company polled at least once."""
+        by_company: dict[str, dict[str, datetime]] = {}
+        for (company_id, data_type), when in (refresh_attempts or {}).items():
+            by_company.setdefault(company_id, {})[data_type] = when
+        made: dict[str, tuple[CompanyState, dict[str, datetime], CompanySnapshot]] = {}
+        for company_id, state in sorted(states.items()):
+            if not state.attempted:
+                continue
+            attempts = by_company.get(company_id, {})
+            kept = self._made.get(company_id)
+            if kept is not None and kept[0] is state and kept[1] == attempts:
+                made[company_id] = kept
+            else:
+                made[company_id] = (state, attempts, state.snapshot(attempts))
+        self._made = made
+        companies = {company_id: entry[2] for company_id, entry in made.items()}
+        return Snapshot(companies=companies, generated_at=now, ready=ready)

@@ -85,11 +85,6 @@ class AutoRefresher:
         self._blocked_until: datetime | None = None
         self.last_decision = Decision()
 
-    @property
-    def settings(self) -> AutoRefreshSettings:
-        """The settings this refresher runs with."""
-        return self._settings
-
     def last_attempts(self) -> Mapping[tuple[str, str], datetime]:
         """When each (company id, data type or ``"all"``) was last tried (dry runs included)."""
         with self._lock:
@@ -99,11 +94,6 @@ class AutoRefresher:
         """Pairs we queued whose sync has not yet been seen finished, with when we queued them."""
         with self._lock:
             return dict(self._pending)
-
-    def blocked_until(self) -> datetime | None:
-        """Until when refreshes are held off after a 429 (``None`` if not)."""
-        with self._lock:
-            return self._blocked_until
 
     def run_cycle(self, snapshot: Snapshot, now: datetime | None = None) -> list[RefreshOutcome]:
         """Decide and queue this cycle's refreshes; returns the outcome of every request made."""

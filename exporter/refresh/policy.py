@@ -11,7 +11,6 @@ what it did not do and why.
 
 from __future__ import annotations
 
-import fnmatch
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from exporter.codat import statuses
 from exporter.codat.models import Company
 from exporter.collector.snapshot import CompanySnapshot, Snapshot
 from exporter.config.schema import AutoRefreshSettings, RefreshRule
+from exporter.globs import matches_any
 from exporter.refresh.actions import ALL_DATA_TYPES
 
 UNFIXABLE_STATUSES: Final[Mapping[str, str]] = {
@@ -135,16 +135,12 @@ class Decision:
 # --- rules -------------------------------------------------------------------------------
 
 
-def _matches_any(value: str, patterns: Iterable[str]) -> bool:
-    return any(fnmatch.fnmatchcase(value, pattern) for pattern in patterns)
-
-
 def rule_applies(rule: RefreshRule, company: Company, data_type: str) -> bool:
     """True when ``rule`` covers this company's data type (data type, company id/name and tags)."""
-    if not _matches_any(data_type, rule.data_types):
+    if not matches_any(data_type, rule.data_types):
         return False
     if rule.companies and not (
-        _matches_any(company.id, rule.companies) or _matches_any(company.name, rule.companies)
+        matches_any(company.id, rule.companies) or matches_any(company.name, rule.companies)
     ):
         return False
     return all(company.tags.get(key) == value for key, value in rule.tags.items())
