@@ -16,6 +16,7 @@ from exporter.collector.history import (
     HistoryScan,
     ScanResult,
     duration_seconds,
+    has_finished,
     terminal_operations,
 )
 
@@ -34,6 +35,36 @@ def op(op_id: str, minute: int, status: str = "Complete", data_type: str = "invo
         requested=requested,
         completed=requested + timedelta(seconds=90) if done else None,
     )
+
+
+@pytest.mark.parametrize(
+    ("status", "completed", "is_completed", "is_errored", "finished"),
+    [
+        ("Complete", True, True, False, True),
+        ("FetchError", True, False, True, True),
+        ("Fetching", True, False, False, False),  # a known status decides, whatever the fields say
+        ("Archived", False, False, False, False),  # unknown and nothing says it ended: still open
+        ("Archived", True, False, False, True),  # unknown but completed: it ended
+        ("Archived", False, True, False, True),
+        ("Archived", False, False, True, True),
+    ],
+)
+def test_an_unknown_status_is_finished_when_the_operation_says_it_ended(
+    status: str, completed: bool, is_completed: bool, is_errored: bool, finished: bool
+) -> None:
+    requested = T0
+    operation = PullOperation(
+        id="x",
+        company_id="c1",
+        connection_id=None,
+        data_type="invoices",
+        status=status,
+        requested=requested,
+        completed=requested + timedelta(seconds=5) if completed else None,
+        is_completed=is_completed,
+        is_errored=is_errored,
+    )
+    assert has_finished(operation) is finished
 
 
 def scan_all(

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from exporter.codat.models import PullOperation
-from exporter.codat.statuses import is_terminal
+from exporter.codat.statuses import StatusClass, classify, is_terminal
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +94,24 @@ def terminal_operations(
             if oldest_open is None or op.requested < oldest_open:
                 return PageVerdict(tuple(new_terminal), tuple(still_open), False, past_accounted)
             continue
-        if is_terminal(op.status):
+        if has_finished(op):
             new_terminal.append(op)
         else:
             still_open.append(op)
     return PageVerdict(tuple(new_terminal), tuple(still_open), True, past_accounted)
+
+
+def has_finished(op: PullOperation) -> bool:
+    """True when a pull operation will not change again, so it can be counted.
+
+    A known status decides. For a status Codat adds later, the operation's own
+    ``completed`` time and ``isCompleted``/``isErrored`` flags decide: otherwise an
+    operation in an unknown status would stay open forever, and every poll would
+    re-read its company's history looking for its end.
+    """
+    if classify(op.status) is not StatusClass.UNKNOWN:
+        return is_terminal(op.status)
+    return op.completed is not None or op.is_completed or op.is_errored
 
 
 @dataclass(frozen=True, slots=True)
