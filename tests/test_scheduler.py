@@ -259,6 +259,11 @@ def test_pause_until_and_resume_from_rate_limit_webhooks(rig: Rig) -> None:
     assert rig.sim.count_requests() > before
 
 
+def test_a_far_future_pause_is_cut_to_one_day(rig: Rig) -> None:
+    rig.scheduler.pause_until(rig.clock.now() + timedelta(days=3650))
+    assert rig.scheduler.paused_until == rig.clock.now() + timedelta(days=1)
+
+
 def test_webhook_poll_reads_only_that_company_right_away(rig: Rig) -> None:
     rig.scheduler.run_cycle()
     cid = rig.company("Delta")

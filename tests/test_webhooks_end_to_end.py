@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 import requests
@@ -101,12 +101,13 @@ def test_forged_event_changes_nothing(stack: Stack) -> None:
 
 def test_rate_limit_events_pause_and_resume_the_scheduler(stack: Stack) -> None:
     # The spec's own example has 99 seconds; the pause still ends at a real time.
-    reached = {"dailyQuota": 12000, "quotaRemaining": 0, "expiryDate": "2030-01-01T23:59:99Z"}
+    today = stack.clock.now().date()
+    reached = {"dailyQuota": 12000, "quotaRemaining": 0, "expiryDate": f"{today}T23:59:99Z"}
     stack.sim.webhooks.enqueue("client.rateLimit.reached", reached, stack.clock.now())
-    resumes_at = datetime(2030, 1, 2, 0, 0, 39, tzinfo=UTC)
+    resumes_at = datetime.combine(today + timedelta(days=1), time(0, 0, 39), tzinfo=UTC)
     wait_until(lambda: stack.app.scheduler.paused_until == resumes_at, "the pause")
 
-    reset = {"dailyQuota": 12000, "quotaRemaining": 12000, "expiryDate": "2030-01-02T23:59:59Z"}
+    reset = {"dailyQuota": 12000, "quotaRemaining": 12000, "expiryDate": f"{today}T23:59:59Z"}
     stack.sim.webhooks.enqueue("client.rateLimit.reset", reset, stack.clock.now())
     wait_until(lambda: stack.app.scheduler.paused_until is None, "the resume")
 

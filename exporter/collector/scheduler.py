@@ -72,6 +72,8 @@ MAX_HISTORY_PAGES: Final = 20
 """A scan never reads more pages than this in one poll (protects the budget from a huge backlog)."""
 DEFAULT_RETRY_AFTER: Final = 60.0
 """Pause after a 429 that carried no Retry-After."""
+MAX_PAUSE: Final = timedelta(days=1)
+"""The longest a rate-limit pause may last: Codat's quota resets daily."""
 
 Clock = Callable[[], datetime]
 SnapshotListener = Callable[[Snapshot], None]
@@ -240,7 +242,12 @@ class Scheduler:
         self._wake.set()
 
     def pause_until(self, until: datetime) -> None:
-        """Stop polling Codat until ``until`` (a rate-limit webhook or a 429 said so)."""
+        """Stop polling Codat until ``until`` (a rate-limit webhook or a 429 said so).
+
+        Codat's quota resets every day, so a pause never lasts longer than a day: a
+        wrong or far-future expiry must not silence the exporter for good.
+        """
+        until = min(until, self._clock() + MAX_PAUSE)
         with self._lock:
             if self._paused_until is None or until > self._paused_until:
                 self._paused_until = until
