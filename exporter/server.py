@@ -120,6 +120,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: Prometheus reuses its scrape connection
     server_version = "codat-exporter"
     sys_version = ""
+
+    def version_string(self) -> str:
+        """The ``Server`` header: the product name alone, no Python version, no trailing space."""
+        return self.server_version
+
     timeout = IDLE_TIMEOUT_SECONDS
     server: _Server
 

@@ -80,6 +80,17 @@ def test_flags_are_validated_like_the_file(
     assert SECRET_KEY not in captured.err + captured.out
 
 
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [(["--config", "any.yaml"], "--config"), (["--shard", "1", "--total-shards", "2"], "--shard")],
+)
+def test_demo_refuses_flags_it_would_ignore(
+    extra: list[str], named: str, clean_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "--demo", *extra]) == 2
+    assert named in capsys.readouterr().err
+
+
 def test_config_path_comes_from_the_environment(
     tmp_path: Path, clean_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

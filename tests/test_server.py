@@ -143,6 +143,7 @@ def test_metrics_follow_the_latest_snapshot(running: Running) -> None:
 def test_healthz_is_ok_while_alive(running: Running) -> None:
     resp, body = running.request("GET", "/healthz")
     assert (resp.status, body) == (200, b"ok\n")
+    assert resp.getheader("Server") == "codat-exporter"  # no Python version, no trailing space
 
 
 def test_readyz_is_503_until_the_first_full_poll(running: Running) -> None:

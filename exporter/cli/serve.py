@@ -43,8 +43,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     run.add_argument(
         "--demo",
         action="store_true",
-        help="run against a built-in simulated Codat account (no API key needed; --config, "
-        "CODAT_API_KEY and CODAT_BASE_URL are ignored)",
+        help="run against a built-in simulated Codat account (no API key needed; refuses --config "
+        "and --shard, ignores CODAT_API_KEY, CODAT_BASE_URL and CODAT_EXPORTER_CONFIG)",
     )
     run.add_argument(
         "--web.listen-address",
@@ -152,6 +152,9 @@ def run_command(args: argparse.Namespace, env: Mapping[str, str] | None = None) 
     if args.demo and (args.shard is not None or args.total_shards is not None):
         print("--demo runs a single shard; drop --shard/--total-shards", file=sys.stderr)
         return EXIT_CONFIG
+    if args.demo and args.config is not None:
+        print("--demo polls its own simulated account and reads no config; drop --config", file=sys.stderr)
+        return EXIT_CONFIG
     try:
         if args.demo:
             from exporter.demo import build_demo_app  # the simulator is only imported for the demo
@@ -190,7 +193,8 @@ def once_command(args: argparse.Namespace, env: Mapping[str, str] | None = None)
     except ConfigError as error:
         return report_config_error(error, source, sys.stderr)
     # stdout carries the exposition; logs go to stderr, quieter than for `run`.
-    setup_logging(args.log_level or "warning", config.logging.format, config_secrets(config))
+    level = args.log_level or env.get(ENV_LOG_LEVEL) or "warning"
+    setup_logging(level.lower(), config.logging.format, config_secrets(config))
     scheduler = Scheduler(client, config, telemetry)
     try:
         report = scheduler.run_cycle(ignore_budget=True)
