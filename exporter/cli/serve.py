@@ -76,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "be listed, every company failed, or Codat rate-limited the poll; 2 on an invalid configuration.",
     )
     _config_argument(once)
-    _log_level_argument(once, default="warning")
+    _log_level_argument(once, default="$CODAT_EXPORTER_LOG_LEVEL, else warning")
     once.set_defaults(func=once_command)
 
     check = subparsers.add_parser(
