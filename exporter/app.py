@@ -3,106 +3,53 @@
 ``build_app`` only constructs; ``App.start`` starts the threads (HTTP server,
 poll loop, webhook dispatch) and ``App.stop`` ends them in the reverse order.
 ``App.run_until_signal`` is what ``codat-exporter run`` calls: it serves until
-SIGTERM or SIGINT, then shuts down gracefully and returns exit code 0.
+SIGTERM or SIGINT, then shuts down gracefully and returns exit code 0. SIGHUP (and
+``POST /-/reload`` when the lifecycle API is enabled) reloads the configuration: what can
+change live is applied in place (``App.apply_config``), every company's state and counters
+are kept, and an invalid file changes nothing (``exporter.config.reload``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import queue
 import signal
-import sys
 import threading
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from types import FrameType
-from typing import Any, Final
+from typing import Final
 
 from exporter.codat.auth import authorization_header
 from exporter.codat.client import CodatClient
-from exporter.collector.scheduler import Clock, Scheduler, utc_now
+from exporter.collector.readiness import ServedReadiness
+from exporter.collector.scheduler import Scheduler
+from exporter.collector.settings import collector_settings
 from exporter.collector.sharding import owns
+from exporter.collector.snapshot import CompanySnapshot, Snapshot
+from exporter.common.clock import Clock, utc_now
 from exporter.config.loading import ConfigError
+from exporter.config.reload import ConfigReloader, ReloadResult
 from exporter.config.schema import Config
 from exporter.exposition import ExpositionCache
-from exporter.landing import LandingData
+from exporter.exposition.families import company_catalogue
+from exporter.http.endpoints import reload_endpoint
+from exporter.http.exporter import ExporterServer
+from exporter.http.landing import LandingData
+from exporter.http.messages import Handler
+from exporter.http.webconfig import load_web_config
 from exporter.metrics import Telemetry
 from exporter.refresh.auto import AutoRefresher
-from exporter.server import ExporterServer
 from exporter.webhooks import WebhookReceiver, build_webhook_receiver, webhooks_enabled
 
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT: Final = 5.0
 """How long ``stop`` waits for the poll loop to finish its current request."""
-REDACTED: Final = "[REDACTED]"
-
-
-class SecretFilter(logging.Filter):
-    """Replaces any configured secret that slips into a log record with ``[REDACTED]``.
-
-    The client and config already keep secrets out of their messages; this is the
-    last line of defence for whatever a third-party library might log.
-    """
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        """Remember the secret strings to mask (empty ones are ignored)."""
-        super().__init__()
-        self._secrets = tuple(s for s in secrets if s and len(s) >= 4)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Mask secrets in the formatted message and traceback; always keeps the record."""
-        if not self._secrets:
-            return True
-        message = record.getMessage()
-        masked = self._mask(message)
-        if masked != message:
-            record.msg = masked
-            record.args = None
-        if record.exc_info and not record.exc_text:
-            # An exception's text is as likely to echo a secret as a message; formatters use
-            # ``exc_text`` when it is set, so the traceback is rendered once, masked.
-            record.exc_text = self._mask(logging.Formatter().formatException(record.exc_info))
-        return True
-
-    def _mask(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return text
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message (and the exception, if any)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        """Render ``record`` as a JSON line."""
-        payload: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            payload["exception"] = record.exc_text or self.formatException(record.exc_info)
-        return json.dumps(payload, ensure_ascii=False)
-
-
-def setup_logging(level: str = "info", fmt: str = "text", secrets: Iterable[str] = ()) -> None:
-    """Send logs to stderr in ``text`` or ``json`` lines at ``level``, with secrets masked."""
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(SecretFilter(secrets))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(level.upper())
-    # urllib3 logs every retry with the full URL at debug; keep it at warning.
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
+GLOB_CHARACTERS: Final = frozenset("*?[")
+_STOP: Final = "stop"
+_RELOAD: Final = "reload"
 
 
 def config_secrets(config: Config) -> list[str]:
@@ -125,6 +72,7 @@ def build_client(config: Config, telemetry: Telemetry | None = None) -> CodatCli
         config.codat.base_url,
         connect_timeout=config.codat.connect_timeout,
         read_timeout=config.codat.read_timeout,
+        request_timeout=config.codat.request_timeout,
         max_retries=config.codat.max_retries,
         retry_max_elapsed=config.codat.retry_max_elapsed,
         requests_per_minute=config.budget.max_requests_per_minute,
@@ -147,6 +95,10 @@ class App:
     webhooks: WebhookReceiver | None = None
     on_stop: list[Callable[[], None]] = field(default_factory=list)
     """Extra clean-up run last by ``stop`` (e.g. the demo's simulator)."""
+    reloader: ConfigReloader | None = None
+    """Reloads the config (SIGHUP, ``POST /-/reload``); None when there is nothing to reload from."""
+    _signals: queue.SimpleQueue[str] = field(default_factory=queue.SimpleQueue)
+    """What signal handlers ask of the main loop: ``SimpleQueue.put`` is safe in a signal handler."""
     _stop_event: threading.Event = field(default_factory=threading.Event)
     _poll_thread: threading.Thread | None = None
     _stopped: bool = False
@@ -199,26 +151,125 @@ class App:
         """Ask ``run_until_signal`` to shut down (what SIGTERM does)."""
         self._stop_event.set()
         self.scheduler.wake()
+        self._signals.put(_STOP)
+
+    def reload_config(self) -> ReloadResult | None:
+        """Reload the configuration now (None when this app has no reloader); thread-safe."""
+        return self.reloader.reload() if self.reloader is not None else None
+
+    def apply_config(self, config: Config, changed: Sequence[str]) -> None:
+        """Apply what a reload may change live; every company's state and counters are kept.
+
+        ``config`` already holds the running values of the settings that need a restart
+        (``exporter.config.reload.keep_values``), so rebuilding from it changes only the rest:
+        company and data-type selection, polling cadence, refresh rules and the log level.
+        """
+        self.scheduler.reconfigure(collector_settings(config, webhooks_enabled=self.webhooks is not None))
+        if self.refresher is not None:
+            self.refresher.reconfigure(config.auto_refresh)
+        logging.getLogger().setLevel(config.logging.level.upper())
+        self.telemetry.know_data_types(configured_data_types(config))
+        self.config = config
+        log.debug("applied live: %s", ", ".join(changed))
 
     def run_until_signal(self) -> int:
-        """Serve until SIGTERM/SIGINT, then shut down gracefully; returns the exit code (0)."""
+        """Serve until SIGTERM/SIGINT, then shut down gracefully; SIGHUP reloads the config; returns 0."""
 
-        def on_signal(signum: int, _frame: FrameType | None) -> None:
-            log.info("received %s, shutting down", signal.Signals(signum).name)
-            self.request_stop()
+        def on_stop_signal(signum: int, _frame: FrameType | None) -> None:
+            self._signals.put(signal.Signals(signum).name)  # the main loop logs it and stops
 
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        def on_hangup(_signum: int, _frame: FrameType | None) -> None:
+            self._signals.put(_RELOAD)  # the reload itself runs on the main loop, not in the handler
+
+        previous = {sig: signal.signal(sig, on_stop_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hangup)
         try:
             self.start()
             log.info("codat-exporter is up: %s/ and %s/metrics", self.url, self.url)
-            while not self._stop_event.wait(1.0):
-                pass
+            self._serve_signals()
         finally:
             self.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         log.info("stopped")
         return 0
+
+    def _serve_signals(self) -> None:
+        """The main loop: wait for a signal's request and act on it, until asked to stop."""
+        while not self._stop_event.is_set():
+            try:
+                request = self._signals.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            if request == _RELOAD:
+                log.info("received SIGHUP, reloading the configuration")
+                self.reload_config()
+            elif request != _STOP:
+                log.info("received %s, shutting down", request)
+                self.request_stop()
+
+
+def configured_data_types(config: Config) -> set[str]:
+    """The data types the config names literally (globs left out): in the allow-list or in refresh rules."""
+    names = list(config.data_types.include)
+    if config.auto_refresh.enabled:
+        names += [name for rule in config.auto_refresh.rules for name in rule.data_types]
+    excluded = set(config.data_types.exclude)
+    return {n for n in names if not GLOB_CHARACTERS & set(n) and n not in excluded}
+
+
+class DataTypeLearner:
+    """Tells ``Telemetry`` every data type a snapshot shows, once, so refresh counters start at 0.
+
+    A snapshot listener: it looks only at companies whose snapshot changed since the last
+    publication (an identity check), so a publication with nothing new costs one lookup a company.
+    """
+
+    def __init__(self, telemetry: Telemetry, known: Iterable[str] = ()) -> None:
+        """Start from the data types already ``known`` (those the config names)."""
+        self._telemetry = telemetry
+        self._known: set[str] = set(known)
+        self._seen: dict[str, CompanySnapshot] = {}
+
+    def on_snapshot(self, snapshot: Snapshot) -> None:
+        """Create the counters of the data types this snapshot shows for the first time."""
+        new: set[str] = set()
+        seen = self._seen
+        for cid, company in snapshot.companies.items():
+            if seen.get(cid) is not company:
+                new.update(t for t in company.statuses if t not in self._known)
+        self._seen = dict(snapshot.companies)
+        if new:
+            self._known |= new
+            self._telemetry.know_data_types(sorted(new))
+
+
+def _auto_refresher(
+    config: Config,
+    client: CodatClient,
+    telemetry: Telemetry,
+    scheduler: Scheduler,
+    owned: Callable[[str], bool],
+    clock: Clock,
+) -> AutoRefresher | None:
+    """Auto-refresh as a snapshot listener of ``scheduler`` (None when it is off)."""
+    if not config.auto_refresh.enabled:
+        return None
+    refresher = AutoRefresher(
+        client,
+        config.auto_refresh,
+        telemetry,
+        owns=owned,
+        clock=clock,
+        daily_request_budget=scheduler.daily_request_budget,
+        on_queued=lambda company_id: scheduler.request_poll(company_id, "refresh"),
+        spend_requests=scheduler.spend_requests,
+        publish_attempts=scheduler.publish_refresh_attempts,
+    )
+    # Subscribed before the exposition cache: the snapshot the cache renders then already
+    # shows this cycle's attempts, so one publication is rendered once.
+    scheduler.on_snapshot(refresher.on_snapshot)
+    return refresher
 
 
 def build_app(
@@ -227,11 +278,15 @@ def build_app(
     telemetry: Telemetry | None = None,
     clock: Clock = utc_now,
     client: CodatClient | None = None,
+    load: Callable[[], Config] | None = None,
 ) -> App:
     """Construct every part from ``config`` (nothing runs until ``App.start``).
 
-    Raises ``ConfigError`` when no API key is configured, and ``OSError`` when
-    the listen address cannot be bound.
+    ``load`` reads the config anew for a reload (SIGHUP, ``POST /-/reload``); without it a
+    reload finds nothing changed.
+
+    Raises ``ConfigError`` when no API key is configured, ``WebConfigError`` when the
+    web configuration file is unusable, and ``OSError`` when a listen address cannot be bound.
     """
     telemetry = telemetry or Telemetry()
     client = client or build_client(config, telemetry)
@@ -240,44 +295,70 @@ def build_app(
     def owned(company_id: str) -> bool:
         return owns(company_id, shard, total)
 
+    telemetry.set_config_reload(True, time.time())
+    known_types = configured_data_types(config)
+    telemetry.know_data_types(known_types)
     with_webhooks = webhooks_enabled(config.webhooks)
     scheduler = Scheduler(client, config, telemetry, clock=clock, webhooks_enabled=with_webhooks)
-    refresher: AutoRefresher | None = None
-    if config.auto_refresh.enabled:
-        refresher = AutoRefresher(
-            client,
-            config.auto_refresh,
-            telemetry,
-            owns=owned,
-            clock=clock,
-            daily_request_budget=scheduler.daily_request_budget,
-            on_queued=lambda company_id: scheduler.request_poll(company_id, "refresh"),
-        )
-        scheduler.set_refresher(refresher)
-    cache = ExpositionCache(config.metrics.status_mode, registry=telemetry.registry)
+    scheduler.on_snapshot(DataTypeLearner(telemetry, known_types).on_snapshot)
+    refresher = _auto_refresher(config, client, telemetry, scheduler, owned, clock)
+    cache = ExpositionCache(
+        config.metrics.status_mode,
+        registry=telemetry.registry,
+        catalogue=company_catalogue(config.metrics.company_tag_labels),
+    )
     scheduler.on_snapshot(cache.update)
+    # After the cache: ready only once /metrics serves the snapshot that covers every company.
+    served = ServedReadiness()
+    scheduler.on_snapshot(served.on_snapshot)
+    web = load_web_config(config.server.web_config_file)
     receiver: WebhookReceiver | None = None
     if with_webhooks:
-        receiver = build_webhook_receiver(config.webhooks, scheduler, telemetry, owned)
+        receiver = build_webhook_receiver(config.webhooks, scheduler, telemetry, owned, web)
         scheduler.on_snapshot(receiver.on_snapshot)
 
     def landing() -> LandingData:
+        listed, polled = telemetry.progress
         return LandingData(
             snapshot=scheduler.snapshot,
-            ready=scheduler.ready,
+            ready=served.ready(),
             shard=shard,
             total_shards=total,
             status_mode=config.metrics.status_mode,
+            companies_listed=listed,
+            companies_polled=polled,
         )
 
+    def on_result(result: ReloadResult) -> None:
+        telemetry.set_config_reload(result.ok, time.time())
+
+    # ``apply`` is the app's, set below once it exists (no reload can run before build_app returns).
+    reloader = ConfigReloader(config, load or (lambda: reloader.current), _apply_nothing, on_result)
+    routes: dict[tuple[str, str], Handler] = dict(receiver.route) if receiver is not None else {}
+    if config.server.enable_lifecycle:
+        routes[("POST", "/-/reload")] = reload_endpoint(lambda: _reload_problem(reloader.reload()))
     server = ExporterServer(
         config.server.listen_address,
         cache,
         telemetry,
-        ready=lambda: scheduler.ready,
+        ready=served.ready,
         landing=landing,
-        routes=receiver.route if receiver is not None else {},
+        routes=routes,
         max_body_bytes=config.webhooks.max_body_bytes,
         on_body_too_large=receiver.count_too_large if receiver is not None else None,
+        web=web,
     )
-    return App(config, telemetry, client, scheduler, cache, server, refresher, receiver)
+    app = App(config, telemetry, client, scheduler, cache, server, refresher, receiver, reloader=reloader)
+    reloader.apply = app.apply_config
+    return app
+
+
+def _apply_nothing(_config: Config, _changed: Sequence[str]) -> None:
+    """The reloader's ``apply`` until the app exists."""
+
+
+def _reload_problem(result: ReloadResult) -> str | None:
+    """None for a reload that succeeded, else its problems on one line."""
+    if result.ok:
+        return None
+    return "; ".join(f"{path}: {reason}" if path else reason for path, reason in result.problems)

@@ -1,7 +1,8 @@
 """Generate the Grafana dashboards of codat-exporter as JSON files in grafana/dashboards/.
 
-Run ``python grafana/build.py`` after changing this file and commit the JSON it writes;
-``python grafana/build.py --check`` exits 1 if the committed JSON is out of date.
+Run ``python -m grafana.build`` from the checkout (``make dashboards``) after changing this file and
+commit the JSON it writes; ``python -m grafana.build --check`` exits 1 if the committed JSON is out
+of date.
 
 The dashboards are plain dictionaries in Grafana's dashboard JSON model (schema 39, Grafana 10.4
 and later): no SDK to pin, and the output is exactly what is written here. Every panel and query
@@ -18,11 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # run as a script from a checkout without installing
-    sys.path.insert(0, str(REPO_ROOT))
-
-from exporter.codat.statuses import (  # noqa: E402
+from exporter.codat.statuses import (
     ERROR_STATUSES,
     IN_PROGRESS_STATUSES,
     OTHER,
@@ -30,6 +27,7 @@ from exporter.codat.statuses import (  # noqa: E402
     TERMINAL_OTHER_STATUSES,
 )
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 OUTPUT_DIR = REPO_ROOT / "grafana" / "dashboards"
 SCHEMA_VERSION = 39
 DATASOURCE: dict[str, str] = {"type": "prometheus", "uid": "${datasource}"}
@@ -426,9 +424,17 @@ def overview() -> Json:
         ),
         stat("Companies", Query("count(codat_company_info)")),
         stat(
+            "Stuck syncs",
+            Query("count(company_data_type:codat_pull_operation_open_seconds:over_threshold) or vector(0)"),
+            description="Company/data type pairs whose oldest open sync is older than its schedule "
+            "allows (CodatSyncStuck).",
+            steps=thresholds((None, "green"), (1, "orange")),
+        ),
+        stat(
             "Oldest successful sync",
             Query(f"max({STALE})"),
             unit="s",
+            width=24,
             description="Time since the last successful sync of the stalest supported pair.",
         ),
         timeseries(
@@ -541,6 +547,33 @@ def overview() -> Json:
             description="Scrape targets of jobs matching codat-exporter.* that answered.",
         ),
         stat(
+            "Company listing",
+            Query("min(codat_exporter_listing_up)"),
+            mappings=[
+                {
+                    "type": "value",
+                    "options": {
+                        "0": {"text": "Failing", "color": "red", "index": 0},
+                        "1": {"text": "OK", "color": "green", "index": 1},
+                    },
+                }
+            ],
+            description="Whether every exporter's last GET /companies succeeded; while it fails no "
+            "company is polled (CodatApiKeyRejected, CodatApiUnavailable, CodatApiUnreachable).",
+        ),
+        stat(
+            "Shards reporting",
+            Query('count(count_values("shard", codat_exporter_shard_ordinal))'),
+            description="Distinct shards scraped; fewer than Shards means a shard's companies are "
+            "not monitored (CodatExporterShardMissing).",
+        ),
+        stat(
+            "Restarts (last hour)",
+            Query(f"sum(changes(process_start_time_seconds{{{EXPORTER_JOB}}}[1h]))"),
+            steps=thresholds((None, "green"), (1, "orange"), (3, "red")),
+            description="Exporter process starts in the last hour (CodatExporterRestarting above 2).",
+        ),
+        stat(
             "Companies polled OK",
             Query("sum(codat_exporter_company_up) / count(codat_exporter_company_up)"),
             unit="percentunit",
@@ -568,6 +601,30 @@ def overview() -> Json:
             Query("sum(increase(codat_exporter_poll_errors_total[$__range])) or vector(0)"),
             width=4,
             steps=thresholds((None, "green"), (1, "orange")),
+        ),
+        timeseries(
+            "Company listing failures by reason",
+            Query("max by (reason) (codat_exporter_listing_failing)", "{{reason}}"),
+            width=8,
+            description="1 while the exporters' GET /companies fails for that reason: unauthorized, "
+            "forbidden or payment_required (the key), server_error or malformed_response (Codat), "
+            "connection_error (the network).",
+        ),
+        timeseries(
+            "Companies listed and polled",
+            Query("sum(codat_exporter_companies_listed)", "listed"),
+            Query("sum(codat_exporter_companies_polled)", "polled at least once"),
+            width=8,
+            description="Companies in the shards' last listings, and how many of them have been read "
+            "since the exporters started.",
+        ),
+        timeseries(
+            "Detection lag",
+            Query("max by (instance) (codat_exporter_detection_lag_seconds)", "{{instance}}"),
+            unit="s",
+            width=8,
+            description="Age of the oldest change seen in the listing or a webhook that no poll has "
+            "read yet; rising without end means the exporter falls behind.",
         ),
         timeseries(
             "Poll cycle duration",
@@ -674,14 +731,23 @@ def company() -> Json:
         table(
             "Connections",
             Query(f"codat_connection_status{{{COMPANY}}} == 1", instant=True, table=True),
+            Query(f"codat_connection_active_errors{{{COMPANY}}}", instant=True, table=True),
             width=12,
             height=4,
+            description="Each connection's status and its active connection errors in Codat "
+            "(dataConnectionErrors with status Active), which often precede stale data.",
             transformations=[
+                {"id": "merge", "options": {}},
                 organize(
-                    exclude=("Time", "__name__", "job", "instance", "Value", "company_id"),
-                    rename={"connection_id": "Connection", "platform": "Platform", "status": "Status"},
-                    order=("platform", "connection_id", "status"),
-                )
+                    exclude=("Time", "__name__", "job", "instance", "Value #A", "company_id"),
+                    rename={
+                        "connection_id": "Connection",
+                        "platform": "Platform",
+                        "status": "Status",
+                        "Value #B": "Active errors",
+                    },
+                    order=("platform", "connection_id", "status", "Value #B"),
+                ),
             ],
         ),
         stat(
@@ -740,24 +806,39 @@ def company() -> Json:
                 instant=True,
                 table=True,
             ),
+            Query(f"codat_data_sync_schedule_seconds{{{PAIRS}}}", instant=True, table=True),
+            Query(
+                "company_data_type:codat_data_staleness_threshold_seconds:effective"
+                f'{{{PAIRS},severity="warning"}}',
+                instant=True,
+                table=True,
+            ),
             width=12,
             height=10,
-            description="Current status and last successful sync; data types that never synced have "
-            "no sync time.",
+            description="Current status, last successful sync, Codat's sync schedule and the age at "
+            "which CodatDataStale warns (from the schedule, else the static fallback); data types "
+            "that never synced have no sync time.",
             transformations=[
                 {"id": "merge", "options": {}},
                 organize(
-                    exclude=("Time", "__name__", "job", "instance", "company_id", "Value #A"),
+                    exclude=("Time", "__name__", "job", "instance", "company_id", "severity", "Value #A"),
                     rename={
                         "data_type": "Data type",
                         "status": "Status",
                         "Value #B": "Last successful sync",
                         "Value #C": "Since",
+                        "Value #D": "Schedule",
+                        "Value #E": "Warns after",
                     },
-                    order=("data_type", "status", "Value #B", "Value #C"),
+                    order=("data_type", "status", "Value #B", "Value #C", "Value #D", "Value #E"),
                 ),
             ],
-            overrides=[unit_override("Last successful sync", "dateTimeAsIso"), unit_override("Since", "s")],
+            overrides=[
+                unit_override("Last successful sync", "dateTimeAsIso"),
+                unit_override("Since", "s"),
+                unit_override("Schedule", "s"),
+                unit_override("Warns after", "s"),
+            ],
             sort_by="Since",
         ),
         timeseries(
@@ -799,6 +880,14 @@ def company() -> Json:
             "Syncs in progress",
             Query(f"codat_pull_operations_in_progress{{{PAIRS}}}", "{{data_type}}"),
             width=12,
+        ),
+        timeseries(
+            "Oldest open sync",
+            Query(f"time() - codat_pull_operation_oldest_open_timestamp_seconds{{{PAIRS}}}", "{{data_type}}"),
+            unit="s",
+            width=12,
+            description="How long the oldest still-open sync of each data type has been open "
+            "(CodatSyncStuck fires past the schedule's threshold).",
         ),
         table(
             "Auto-refresh attempts",
@@ -873,7 +962,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
     if stale:
-        print(f"out of date: {', '.join(stale)}; run python grafana/build.py", file=sys.stderr)
+        print(f"out of date: {', '.join(stale)}; run python -m grafana.build", file=sys.stderr)
         return 1
     return 0
 

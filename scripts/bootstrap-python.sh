@@ -1,7 +1,16 @@
 #!/usr/bin/env bash
-# Creates .venv and installs the project with its dev tools; reinstalls only when pyproject.toml changes.
+# Creates .venv and installs the project into it; reinstalls only when pyproject.toml changes.
+#   scripts/bootstrap-python.sh          runtime dependencies only (what `make demo` needs)
+#   scripts/bootstrap-python.sh dev      plus the test and lint tools (what `make test` needs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+kind=${1:-runtime}
+case "$kind" in
+  runtime) spec='.' ;;
+  dev) spec='.[dev]' ;;
+  *) echo "bootstrap: unknown install kind '$kind' (runtime or dev)" >&2; exit 2 ;;
+esac
 
 python=${PYTHON:-python3}
 if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
@@ -16,16 +25,18 @@ if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
     exit 1
   fi
 fi
-stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
-if [ ! -f "$stamp" ]; then
-  echo "bootstrap: installing Python packages into .venv" >&2
-  .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true  # an old pip still works
-  if ! PYTHONWARNINGS=ignore .venv/bin/python -m pip install -q -e '.[dev]' >.venv/pip-install.log 2>&1; then
-    grep -v "is ignored: it is neither a file nor a directory" .venv/pip-install.log >&2 || true
-    echo "bootstrap: installing Python packages failed (log above)" >&2
-    exit 1
-  fi
-  .venv/bin/python -c 'import exporter' # fail loudly if the install did not work
-  rm -f .venv/.installed-*
-  touch "$stamp"
+hash=$(sha256sum pyproject.toml | cut -c1-16)
+# A dev install contains the runtime one, so it satisfies both.
+if [ -f ".venv/.installed-dev-$hash" ] || [ -f ".venv/.installed-$kind-$hash" ]; then
+  exit 0
 fi
+echo "bootstrap: installing the $kind Python packages into .venv" >&2
+if ! PYTHONWARNINGS=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 .venv/bin/python -m pip install -q -e "$spec" \
+  >.venv/pip-install.log 2>&1; then
+  grep -v "is ignored: it is neither a file nor a directory" .venv/pip-install.log >&2 || true
+  echo "bootstrap: installing Python packages failed (log above)" >&2
+  exit 1
+fi
+.venv/bin/python -c 'import exporter' # fail loudly if the install did not work
+rm -f .venv/.installed-*
+touch ".venv/.installed-$kind-$hash"

@@ -30,3 +30,5 @@ echo "bootstrap: installing Debian packages: ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Remembered so they can be removed again (the README's Development section says how).
+printf '%s\n' "${missing[@]}" >>.apt-installed.txt

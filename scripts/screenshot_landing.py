@@ -9,8 +9,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from exporter.exposition import ExpositionCache
-from exporter.landing import LandingData
-from exporter.server import ExporterServer
+from exporter.http.exporter import ExporterServer
+from exporter.http.landing import LandingData
 from tests.support.browser import screenshot
 from tests.support.snapshots import T0, demo_snapshot
 

@@ -13,11 +13,12 @@ from datetime import timedelta
 
 import pytest
 
-from exporter import exposition, metrics
-from exporter.exposition import AgeTicker, ExpositionCache, build_age_block
-from exporter.landing import LandingData
+from exporter import metrics
+from exporter.collector.snapshot import CompanySnapshot
+from exporter.exposition import AgeTicker, ExpositionCache, agetemplate, build_age_block
+from exporter.http.exporter import ExporterServer
+from exporter.http.landing import LandingData
 from exporter.metrics import Telemetry
-from exporter.server import ExporterServer
 from tests.support.snapshots import T0, company, rich_snapshot, snapshot
 
 SYNCED = T0 - timedelta(hours=3)
@@ -201,16 +202,16 @@ def test_age_block_from_plain_pieces_compresses_the_same_lines(cache: Exposition
 
 
 def test_age_template_is_cut_into_whole_line_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(exposition, "AGE_CHUNK_BYTES", 100)
+    monkeypatch.setattr(agetemplate, "AGE_CHUNK_BYTES", 100)
     cache = ExpositionCache("default")
     cache.update(rich_snapshot())
     rendered = cache.rendered
     assert len(rendered.since_chunks) > 1
     for chunk in rendered.since_chunks:
         assert chunk.template.endswith(b"%d\n")
-        assert chunk.template.count(b"%d\n") == chunk.stop - chunk.start
+        assert chunk.template.count(b"%d\n") == len(chunk.seconds)
     whole = ExpositionCache("default")
-    monkeypatch.setattr(exposition, "AGE_CHUNK_BYTES", 1 << 30)
+    monkeypatch.setattr(agetemplate, "AGE_CHUNK_BYTES", 1 << 30)
     whole.update(rich_snapshot())
     assert len(whole.rendered.since_chunks) == 1
     now = T0.timestamp() + 9
@@ -309,3 +310,57 @@ def test_server_without_prebuilt_ages_has_no_ticker(cache: ExpositionCache) -> N
         assert server.age_ticker is None
         assert age_of(scrape_gzip(server)) == 3 * 3600 + 1
     assert cache.age_blocks_built_ahead == 0
+
+
+# --- pieces carried over to a new rendering ------------------------------------------------
+
+
+def _fleet(changed: int | None = None, count: int = 300) -> list[CompanySnapshot]:
+    """``count`` companies with ten synced data types each; company ``changed`` synced again."""
+    out = []
+    for i in range(count):
+        synced = T0 - timedelta(hours=1 if i == changed else 2, seconds=i)
+        out.append(company(f"c{i:04d}", {f"type{j}": ("Complete", synced) for j in range(10)}))
+    return out
+
+
+def test_a_changed_company_changes_only_the_age_pieces_around_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(agetemplate, "AGE_CHUNK_BYTES", 4096)
+    cache = ExpositionCache("default")
+    cache.update(snapshot(*_fleet()))
+    before = cache.rendered.since_chunks
+    assert len(before) > 10
+    cache.update(snapshot(*_fleet(changed=150)))
+    after = cache.rendered.since_chunks
+    kept = {id(c) for c in before} & {id(c) for c in after}
+    assert len(kept) >= len(after) - 2  # the piece of company 150 (and at most one neighbour)
+    fresh = ExpositionCache("default")
+    fresh.update(snapshot(*_fleet(changed=150)))
+    assert [c.template for c in after] == [c.template for c in fresh.rendered.since_chunks]
+
+
+def test_a_new_snapshot_reuses_the_age_block_of_the_pieces_it_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(agetemplate, "AGE_CHUNK_BYTES", 4096)
+    cache = ExpositionCache("default")
+    cache.update(snapshot(*_fleet()))
+    second = math.floor(T0.timestamp()) + 30
+    assert cache.prebuild_ages(second, plain=True, gzip=True)
+    old = cache.age_block(second)
+    assert old is not None
+    assert old.members is not None
+    cache.update(snapshot(*_fleet(changed=150)))
+    assert cache.age_block(second) is None  # blocks never outlive their rendering
+    now = second + 0.5
+    for gzipped in (False, True):
+        body = cache.body(True, gzipped, now)
+        fresh = ExpositionCache("default")
+        fresh.update(snapshot(*_fleet(changed=150)))
+        assert body == fresh.body(True, gzipped, now)
+    new = cache.age_block(second)
+    assert new is not None
+    assert new.members is not None
+    shared = {id(m) for m in old.members} & {id(m) for m in new.members}
+    assert len(shared) >= len(new.members) - 2  # only the changed pieces were compressed again
+    assert age_of(cache.body(False, True, now), "c0150", "type0") == second - math.floor(
+        (T0 - timedelta(hours=1, seconds=150)).timestamp()
+    )

@@ -18,4 +18,6 @@ def test_a_simulated_day_costs_under_5_percent_of_naive_polling_and_misses_no_sy
     assert result.share_of_naive <= 0.05, result
     # What the exporter spent went where the design says: listing, then targeted reads.
     assert result.requests_by_endpoint["companies"] == 1441
-    assert set(result.requests_by_endpoint) == {"companies", "dataStatus", "history"}
+    assert set(result.requests_by_endpoint) == {"companies", "dataStatus", "history", "companySyncSettings"}
+    # Sync schedules change rarely: read once a company a day (at its first poll, then daily).
+    assert result.requests_by_endpoint["companySyncSettings"] <= 2 * 60

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from exporter.app import config_secrets, setup_logging
+from exporter.app import config_secrets
 from exporter.cli import main
 from exporter.codat.auth import authorization_header
+from exporter.common.logs import setup_logging
 from exporter.config.schema import Config
 from tests.conftest import RunningSimulator
 from tests.support.tools import REPO_ROOT, free_port, require_tool
@@ -146,6 +147,20 @@ def test_once_exits_1_when_every_company_failed(simulator: RunningSimulator, tmp
     assert b"} 1\n" not in b"\n".join(
         line for line in result.stdout.splitlines() if line.startswith(b"codat_exporter_company_up{")
     )
+
+
+def test_once_says_why_the_listing_failed_once(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("codat:\n  max_retries: 0\n")
+    result = run_cli(
+        "once",
+        "--config",
+        str(config),
+        env=exporter_env(CODAT_API_KEY="demo", CODAT_BASE_URL=f"http://127.0.0.1:{free_port()}"),
+    )
+    assert result.returncode == 1
+    assert result.stderr.count(b"could not connect") == 1, result.stderr
+    assert result.stdout == b""
 
 
 def test_the_api_key_never_appears_in_output_or_logs(simulator: RunningSimulator) -> None:

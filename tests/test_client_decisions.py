@@ -13,7 +13,7 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.codat.auth import ApiKeyError, authorization_header, load_api_key, redact
+from exporter.codat.auth import REDACTED, ApiKeyError, authorization_header, load_api_key, redact
 from exporter.codat.errors import (
     BadRequestError,
     CodatError,
@@ -407,4 +407,4 @@ def test_unreadable_or_empty_key_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_redact_replaces_every_secret() -> None:
-    assert redact("key k3y and k3y again", ["k3y", ""]) == "key *** and *** again"
+    assert redact("key k3y and k3y again", ["k3y", ""]) == f"key {REDACTED} and {REDACTED} again"

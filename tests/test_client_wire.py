@@ -20,8 +20,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from exporter import __version__
+from exporter.codat.auth import REDACTED
 from exporter.codat.client import CodatClient
-from exporter.codat.errors import BadRequestError, CodatConnectionError
+from exporter.codat.errors import BadRequestError, CodatConnectionError, CodatError
 from tests.support.waiting import wait_until
 
 KEY = "s3cret-key-0123456789"
@@ -160,7 +161,7 @@ def test_repr_of_the_client_hides_the_key(wire: Wire) -> None:
         text = repr(client)
     assert KEY not in text
     assert base64.b64encode(KEY.encode()).decode() not in text
-    assert "***" in text
+    assert REDACTED in text
 
 
 def test_no_more_than_max_concurrency_requests_are_in_flight(
@@ -197,3 +198,15 @@ def test_connection_refused_counts_as_a_connect_failure_and_is_retried() -> None
         client.refresh_data_type("c1", "invoices")
     assert slept == [0.25, 0.5]
     assert caught.value.endpoint == "refreshDataType"
+
+
+def test_a_key_spelled_with_json_escapes_in_any_field_is_redacted_once_decoded(wire: Wire) -> None:
+    url, _, responder = wire
+    escaped = "".join(f"\\u{ord(c):04x}" for c in KEY)
+    body = f'{{"statusCode": 500, "service": "svc {escaped}", "correlationId": "{escaped}", "error": "x"}}'
+    responder[0] = lambda _m, _p: (500, {"Content-Type": "application/json"}, body.encode())
+    with _client(url, max_retries=0) as client, pytest.raises(CodatError) as caught:
+        client.list_companies()
+    assert caught.value.service == f"svc {REDACTED}"
+    assert caught.value.correlation_id == REDACTED
+    assert KEY not in str(caught.value)

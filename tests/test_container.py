@@ -2,6 +2,10 @@
 
 The image is built on a Debian base made locally (no registry access needed) and run the way the
 Kubernetes manifests run it: read-only root filesystem, no capabilities, non-root.
+
+Nothing is left behind: containers run on the host's network or on none, so podman never creates
+its bridge (``cni-podman0``) or the iptables chains that come with it; every container and image
+the tests make is removed. Only the base image stays, as a cache (see the README's Development).
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from tests.support.tools import REPO_ROOT, free_port, in_ci, require_tool
 EXPORTER_PORT = 8329
 UID_GID = "10001:10001"
 CONFIG_PATH = "/etc/codat-exporter/config.yaml"
+NO_NETWORK = "--network=none"
+"""For containers that need no network: the default one would create podman's bridge."""
 
 
 @dataclass(frozen=True)
@@ -49,13 +55,18 @@ class RunningContainer:
 
 
 @pytest.fixture(scope="module")
-def podman(tmp_path_factory: pytest.TempPathFactory) -> Podman:
-    """podman configured for this kind of host (runc, fitting ulimits)."""
+def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
+    """podman configured for this kind of host (runc, fitting ulimits); checks nothing is left behind."""
     executable = require_tool("podman")
     require_tool("runc")
     conf = tmp_path_factory.mktemp("podman") / "containers.conf"
     conf.write_text(CONTAINERS_CONF, encoding="utf-8")
-    return Podman(executable, conf)
+    podman = Podman(executable, conf)
+    before = podman.footprint()
+    yield podman
+    # Torn down after every fixture that uses it: the containers and images are gone by now.
+    left = podman.footprint() - before
+    assert not left, f"the container tests left behind: {sorted(left)}"
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +131,10 @@ def container(podman: Podman, image: str) -> Iterator[RunningContainer]:
         "run",
         "--detach",
         f"--name={name}",
-        f"--publish=127.0.0.1:{port}:{EXPORTER_PORT}",
+        # The host's network with the port moved, rather than a published port: publishing needs
+        # podman's bridge and NAT rules, which would outlive the test on the user's machine.
+        "--network=host",
+        f"--env=CODAT_EXPORTER_LISTEN_ADDRESS=127.0.0.1:{port}",
         "--read-only",
         "--read-only-tmpfs=false",
         "--cap-drop=ALL",
@@ -222,6 +236,7 @@ def test_image_is_labelled_with_the_package_version_and_runs_as_non_root(podman:
     listing = podman.run(
         "run",
         "--rm",
+        NO_NETWORK,
         "--health-interval=disable",
         "--entrypoint=python3",
         image,
@@ -234,7 +249,7 @@ def test_image_is_labelled_with_the_package_version_and_runs_as_non_root(podman:
 
 @pytest.mark.slow
 def test_image_reports_the_package_version(podman: Podman, image: str) -> None:
-    result = podman.run("run", "--rm", "--health-interval=disable", image, "--version")
+    result = podman.run("run", "--rm", NO_NETWORK, "--health-interval=disable", image, "--version")
     assert result.stdout.strip() == f"codat-exporter {__version__}"
 
 
@@ -244,6 +259,7 @@ def test_config_mounted_at_the_documented_path_is_read_by_the_image_user(podman:
     result = podman.run(
         "run",
         "--rm",
+        NO_NETWORK,
         "--read-only",
         "--health-interval=disable",
         f"--volume={config}:{CONFIG_PATH}:ro",

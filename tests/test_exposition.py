@@ -19,6 +19,7 @@ from exporter.codat import statuses
 from exporter.codat.models import Connection
 from exporter.collector.snapshot import CompanySnapshot
 from exporter.exposition import ExpositionCache, render_snapshot
+from exporter.exposition.selfmetrics import Telemetry
 from tests.support.snapshots import T0, company, rich_snapshot, snapshot
 
 NOW = T0.timestamp()
@@ -74,7 +75,9 @@ def test_one_hot_sums_to_one_for_every_pair_in_default_and_full_modes() -> None:
             if name == metrics.DATA_STATUS.name:
                 labels = dict(lbl)
                 pairs[(labels["company_id"], labels["data_type"])] += int(value)
-                assert labels["status"] in (*expected, "Other")
+                assert labels["status"] in (*statuses.ALL_STATUSES, "Other")
+        always = Counter(dict(lbl)["status"] for (name, lbl) in series if name == metrics.DATA_STATUS.name)
+        assert all(always[s] == 7 for s in (*expected, "Other")), mode
         assert len(pairs) == 7
         assert set(pairs.values()) == {1}, mode
 
@@ -101,7 +104,20 @@ def test_sparse_mode_emits_only_the_active_status() -> None:
 def test_full_mode_names_statuses_outside_the_seed_set() -> None:
     snap = snapshot(company("x", {"a": ("MapQueued", T0)}))
     assert status_values(series_of(body(cache_for("full", snap))), "x", "a")["MapQueued"] == 1
-    assert status_values(series_of(body(cache_for("default", snap))), "x", "a")["Other"] == 1
+    # Issue 12.5: the default mode names it too (an eighth series while current); Other stays 0.
+    default = status_values(series_of(body(cache_for("default", snap))), "x", "a")
+    assert default == {**dict.fromkeys((*statuses.SEED_STATUSES, "Other"), 0), "MapQueued": 1}
+
+
+def test_default_mode_other_means_only_an_unknown_status() -> None:
+    snap = snapshot(company("x", {dt: (dt, T0) for dt in (*statuses.ALL_STATUSES, "BrandNew")}))
+    series = series_of(body(cache_for("default", snap)))
+    for status in statuses.ALL_STATUSES:
+        values = status_values(series, "x", status)
+        assert values[status] == 1
+        assert values["Other"] == 0
+        assert len(values) == 8 + (status not in statuses.SEED_STATUSES)
+    assert status_values(series, "x", "BrandNew")["Other"] == 1
 
 
 def test_unknown_status_mode_is_refused() -> None:
@@ -236,8 +252,8 @@ def test_openmetrics_names_counter_family_without_total_and_ends_with_one_eof() 
     assert "# EOF" not in text
     assert "codat_test_self_metric 7.0\n" in text
     # HELP texts with double quotes are escaped in OpenMetrics only.
-    assert '(statuses outside the configured set, and never-synced types, are status=\\"Other\\")' in om
-    assert '(statuses outside the configured set, and never-synced types, are status="Other")' in text
+    assert 'status=\\"Other\\" is an unknown status' in om
+    assert 'status="Other" is an unknown status' in text
 
 
 def test_self_metrics_are_appended_per_scrape() -> None:
@@ -314,7 +330,10 @@ def test_any_snapshot_parses_back_with_one_active_status_per_pair(
     for data_type in entries:
         values = status_values(series, "c1", data_type)
         assert sum(values.values()) == 1
-        assert len(values) == (1 if mode == "sparse" else len(exposition.status_set(mode)))
+        state_set = exposition.status_set(mode)
+        status = entries[data_type][0]
+        named_extra = status in statuses.ALL_STATUSES and status not in state_set
+        assert len(values) == (1 if mode == "sparse" else len(state_set) + named_extra)
     (info,) = select(series, metrics.COMPANY_INFO.name, company_id="c1")
     assert dict(info)["company_name"] == name
 
@@ -354,3 +373,47 @@ def test_incremental_renders_match_a_fresh_render(steps: list[list[tuple[int, st
         fresh.update(snap)
         assert cache.body(True, False, NOW) == fresh.body(True, False, NOW)
         assert cache.body(False, True, NOW) == fresh.body(False, True, NOW)
+
+
+def test_sparse_mode_omits_pairs_with_nothing_in_progress() -> None:
+    series = series_of(body(cache_for("sparse")))
+    in_progress = select(series, metrics.PULL_OPERATIONS_IN_PROGRESS.name)
+    assert {(dict(lbl)["company_id"], dict(lbl)["data_type"]): v for lbl, v in in_progress.items()} == {
+        ("c-acme", "invoices"): 1
+    }
+
+
+def test_self_metric_groups_are_rendered_again_only_after_they_changed() -> None:
+    telemetry = Telemetry(process_metrics=False)
+    cache = ExpositionCache("default", telemetry.registry)
+    telemetry.observe_pull_operation("invoices", "Complete", 30.0)
+    first = gzip.decompress(cache.body(True, True, NOW)).decode()
+    renders = cache.self_metrics.renders
+    cache.body(True, True, NOW + 1)
+    assert cache.self_metrics.renders == renders + 1  # only the per-second live group
+    # A write shows at the next scrape, even within the same second; only its group is rendered.
+    telemetry.observe_pull_operation("invoices", "Complete", 40.0)
+    later = gzip.decompress(cache.body(True, True, NOW + 1.5)).decode()
+    assert cache.self_metrics.renders == renders + 2
+    count = 'codat_pull_operation_duration_seconds_count{data_type="invoices",status="Complete"}'
+    assert f"{count} 1.0\n" in first
+    assert f"{count} 2.0\n" in later
+    telemetry.count_webhook("read.completed", "processed")
+    processed = 'codat_exporter_webhooks_received_total{event_type="read.completed",result="processed"} 1.0'
+    assert processed in cache.body(False, False, NOW + 1.6).decode()
+    # Codat API requests (one per request made) are rendered at most once a second.
+    requests = 'codat_exporter_api_requests_total{code="200",endpoint="companies"}'
+    telemetry.on_request("companies", "200", 0.1)
+    assert requests not in cache.body(False, False, NOW + 1.7).decode()
+    assert f"{requests} 1.0\n" in cache.body(False, False, NOW + 2).decode()
+
+
+def test_self_metrics_built_ahead_are_what_the_scrape_serves() -> None:
+    telemetry = Telemetry(process_metrics=False)
+    cache = ExpositionCache("default", telemetry.registry)
+    assert cache.prebuild_self_metrics(NOW) == 0  # nothing scraped yet: nothing wanted
+    cache.body(False, True, NOW)
+    renders = cache.self_metrics.renders
+    assert cache.prebuild_self_metrics(NOW + 1) == 1  # the live group, in the format scraped
+    cache.body(False, True, NOW + 1.2)
+    assert cache.self_metrics.renders == renders + 1

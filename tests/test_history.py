@@ -17,6 +17,7 @@ from exporter.collector.history import (
     ScanResult,
     duration_seconds,
     has_finished,
+    split_baseline,
     terminal_operations,
 )
 
@@ -181,6 +182,34 @@ def test_first_scan_is_a_baseline() -> None:
     assert sorted(o.id for o in later.new_terminal) == ["a", "c"]
 
 
+def test_a_late_baseline_counts_only_what_came_after_the_last_read_sync_of_each_type() -> None:
+    # The first dataStatus read saw invoices' latest sync "i1" and bills' "b1" and skipped the
+    # history. Now invoices moved twice and bills once; customers had never synced.
+    page = [
+        op("c1", 9, data_type="customers"),
+        op("i3", 8),
+        op("b2", 7, "FetchError", data_type="bills"),
+        op("i2", 6),
+        op("i1", 5),
+        op("b1", 4, data_type="bills"),
+        op("i0", 3, "FetchError"),
+    ]
+    ledger, result = _first_scan(page)
+    split = split_baseline(result, {"invoices": "i1", "bills": "b1", "customers": None})
+    assert not split.baseline
+    assert [o.id for o in split.new_terminal] == ["c1", "i3", "b2", "i2"]
+    assert [o.id for o in split.zero] == ["i1", "b1", "i0"]
+    assert ledger.started
+    # A scan that already was not a baseline is left alone.
+    assert split_baseline(split, {"invoices": "i3"}) is split
+
+
+def _first_scan(page: list[PullOperation]) -> tuple[HistoryLedger, ScanResult]:
+    scan = HistoryScan(HistoryLedger(limit=50))
+    scan.add_page(page)
+    return scan.finish()
+
+
 def test_operation_repeated_across_shifted_pages_is_counted_once() -> None:
     scan = HistoryScan(STARTED)
     assert scan.add_page([op("c", 3), op("b", 2)])
@@ -323,7 +352,7 @@ def test_history_moving_between_pages_never_double_counts_and_catches_up(
             if not more or (page_number + 1) * page_size >= len(history):
                 break
             page_number += 1
-            if next(moves):
+            if next(moves, False):
                 step += 1  # the world moved on between two page requests
         ledger, result = scan.finish(exhausted=True)
         counted.extend(o.id for o in result.new_terminal)

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from exporter.landing import LandingData, format_age, render_landing, stalest_pairs
+from exporter.http.landing import LandingData, format_age, render_landing, stalest_pairs
 from tests.support.snapshots import T0, company, demo_snapshot, rich_snapshot, snapshot
 
 NOW = T0.timestamp()

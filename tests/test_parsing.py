@@ -8,18 +8,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exporter.codat.headers import parse_rate_limit, parse_rate_limit_reset, parse_retry_after
 from exporter.codat.parsing import (
     ShapeError,
-    format_timestamp,
     parse_company,
     parse_data_statuses,
     parse_page,
     parse_pull_operation,
-    parse_rate_limit,
-    parse_rate_limit_reset,
-    parse_retry_after,
-    parse_timestamp,
 )
+from exporter.codat.timestamps import format_timestamp, parse_timestamp
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 UUID = "31632c48-23dc-4cb1-b3ff-0829343c8e85"
@@ -287,3 +284,46 @@ def test_infinite_rate_limit_header_is_ignored_rather_than_raised() -> None:
 
 def test_no_rate_limit_headers_give_none() -> None:
     assert parse_rate_limit({"Content-Type": "application/json"}, NOW) is None
+
+
+def test_a_local_time_past_year_9999_in_utc_is_an_error_not_an_overflow() -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        parse_timestamp("9999-12-31T23:59:59-01:00")
+
+
+@pytest.mark.parametrize(
+    ("stamp", "ok"),
+    [("2026-01-05T10:00:00Z", True), ("2026-01-06T08:59:00Z", True), ("2026-01-07T09:00:00Z", False)],
+)
+def test_a_timestamp_far_in_the_future_is_malformed_data(stamp: str, ok: bool) -> None:
+    body = {"invoices": {"dataType": "invoices", "lastSuccessfulSync": stamp}}
+    if ok:
+        assert parse_data_statuses(body, NOW)["invoices"].last_successful_sync == parse_timestamp(stamp)
+        return
+    with pytest.raises(ShapeError, match=r"dataStatus\.invoices\.lastSuccessfulSync: .* days in the future"):
+        parse_data_statuses(body, NOW)
+    # Without a "now" the parser cannot know; the client always passes one.
+    assert parse_data_statuses(body)["invoices"].last_successful_sync is not None
+
+
+def test_a_company_page_keeps_good_records_and_names_the_bad_ones() -> None:
+    body = {
+        "results": [
+            {"id": "c1", "name": "Good"},
+            {"id": "c2", "name": "Bad", "lastSync": "not-a-date"},
+            {"name": "No id"},
+            "not an object",
+            {"id": "c5", "name": "Also good", "lastSync": "2026-01-01T00:00:00Z"},
+        ],
+        "pageNumber": 1,
+        "pageSize": 100,
+        "totalResults": 5,
+        "_links": {"self": {"href": "/companies?page=1"}},
+    }
+    page = parse_page(body, parse_company, "companies", per_record=True)
+    assert [c.id for c in page.results] == ["c1", "c5"]
+    assert [(f.index, f.id) for f in page.failures] == [(1, "c2"), (2, None), (3, None)]
+    assert "companies.results[1].lastSync" in page.failures[0].reason
+    assert page.self_href == "/companies?page=1"
+    with pytest.raises(ShapeError, match=r"results\[1\]\.lastSync"):
+        parse_page(body, parse_company, "companies")

@@ -160,7 +160,14 @@ def _status(dt: str, sync_id: str | None, status: str | None = "Complete") -> Da
 @pytest.mark.parametrize(
     ("name", "previous", "current", "open_ops", "expected"),
     [
-        ("first read", None, {"invoices": _status("invoices", "s1")}, False, True),
+        ("first read, nothing running", None, {"invoices": _status("invoices", "s1")}, False, False),
+        (
+            "first read, a sync running",
+            None,
+            {"invoices": _status("invoices", "s2", "Fetching")},
+            False,
+            True,
+        ),
         (
             "unchanged",
             {"invoices": _status("invoices", "s1")},

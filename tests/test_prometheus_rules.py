@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,9 +15,11 @@ import yaml
 
 from exporter.codat.statuses import ERROR_STATUSES
 from exporter.metrics import ALL_METRICS, MetricType
+from tests.support.alertmanager import example_config, run_alertmanager
 from tests.support.demo import run_demo_exporter
 from tests.support.prometheus import PrometheusServer, run_prometheus, scrape_config
 from tests.support.tools import REPO_ROOT, require_tool
+from tests.support.waiting import wait_until
 
 PROMETHEUS_DIR = REPO_ROOT / "prometheus"
 ALERTS = PROMETHEUS_DIR / "alerts.yml"
@@ -179,6 +183,8 @@ def test_alertmanager_example_passes_amtool() -> None:
         (("severity=critical", "alertname=CodatExporterDown"), "codat-pager"),
         (("severity=warning", "alertname=CodatDataStale", "company_id=c1"), "codat-tickets"),
         (("severity=warning", "alertname=CodatApiQuotaLow"), "codat-tickets"),
+        (("severity=critical", "alertname=CodatApiKeyRejected", "reason=unauthorized"), "codat-pager"),
+        (("severity=critical", "alertname=CodatExporterRestarting"), "codat-pager"),
     ],
 )
 def test_alertmanager_example_routes_by_severity(labels: tuple[str, ...], receiver: str) -> None:
@@ -247,3 +253,83 @@ def test_never_synced_and_not_supported_demo_pairs_get_no_staleness(
         )
         assert stale == [], excluded
     assert prometheus_on_demo.query("company_data_type:codat_data_staleness_seconds:age")
+
+
+# --- issue 11: gaps, restarts, inhibition ---------------------------------------------------------
+
+
+def test_every_alert_about_a_company_survives_an_exporter_gap() -> None:
+    """An exporter restart must neither resolve a company alert nor restart its ``for``."""
+    for rule in ALERT_RULES:
+        if "company_id" in rule["annotations"]["description"]:
+            assert "keep_firing_for" in rule, rule["alert"]
+
+
+def test_the_compose_alertmanager_inhibits_like_the_example() -> None:
+    compose = _load(REPO_ROOT / "deploy" / "compose" / "alertmanager.yml")
+    assert compose["inhibit_rules"] == _load(ALERTMANAGER_EXAMPLE)["inhibit_rules"]
+
+
+def _post_alerts(url: str, alerts: list[dict[str, dict[str, str]]]) -> None:
+    request = urllib.request.Request(
+        f"{url}/api/v2/alerts",
+        data=json.dumps(alerts).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        assert resp.status == 200
+
+
+@pytest.mark.parametrize(
+    ("source", "inhibited", "kept"),
+    [
+        # 11.5: data the exporter cannot read is not reported stale
+        (
+            {"alertname": "CodatExporterCompanyPollFailing", "company_id": "c1", "instance": "e0"},
+            {"alertname": "CodatDataStale", "company_id": "c1", "instance": "e0", "data_type": "bills"},
+            {"alertname": "CodatDataStale", "company_id": "c2", "instance": "e0", "data_type": "bills"},
+        ),
+        # a failing listing explains that instance's per-company alerts
+        (
+            {"alertname": "CodatApiKeyRejected", "instance": "e0", "reason": "unauthorized"},
+            {"alertname": "CodatExporterAllPollsFailing", "instance": "e0"},
+            {"alertname": "CodatExporterAllPollsFailing", "instance": "e1"},
+        ),
+        (
+            {"alertname": "CodatConnectionUnlinked", "company_id": "c1"},
+            {"alertname": "CodatSyncStuck", "company_id": "c1", "data_type": "invoices"},
+            {"alertname": "CodatConnectionDeauthorized", "company_id": "c1"},
+        ),
+    ],
+)
+def test_the_example_inhibits_the_consequence_not_the_neighbour(
+    tmp_path: Path, source: dict[str, str], inhibited: dict[str, str], kept: dict[str, str]
+) -> None:
+    """A real Alertmanager with the shipped example: which alerts another one silences."""
+    config = example_config("http://127.0.0.1:9")  # receivers are never reached here
+    with run_alertmanager(tmp_path, config) as alertmanager:
+        _post_alerts(
+            alertmanager.url,
+            [{"labels": {**labels, "severity": "warning"}} for labels in (source, inhibited, kept)],
+        )
+
+        def states() -> dict[str, list[str]]:
+            alerts = alertmanager.alerts()
+            return {json.dumps(a["labels"], sort_keys=True): a["status"]["inhibitedBy"] for a in alerts}
+
+        key = json.dumps({**inhibited, "severity": "warning"}, sort_keys=True)
+        wait_until(lambda: bool(states().get(key)), timeout=10, what="the inhibition")
+        assert states()[json.dumps({**kept, "severity": "warning"}, sort_keys=True)] == []
+
+
+def test_the_series_the_alerts_read_exist_from_the_first_scrape(prometheus_on_demo: PrometheusServer) -> None:
+    """The shapes the promtool tests feed (11.3): counters and one-hot gauges present at 0, not lazily."""
+    reasons = prometheus_on_demo.query("codat_exporter_listing_failing")
+    assert len(reasons) == 8
+    assert prometheus_on_demo.query("codat_exporter_listing_up == 1")
+    assert prometheus_on_demo.query('codat_exporter_poll_errors_total{reason="companies_unauthorized"} == 0')
+    refresh_errors = prometheus_on_demo.query('codat_refresh_requests_total{result="error"}')
+    assert {s["metric"]["data_type"] for s in refresh_errors} >= {"invoices", "bills"}
+    assert prometheus_on_demo.query("process_start_time_seconds")
+    assert prometheus_on_demo.query("codat_exporter_total_shards == 1")

@@ -10,6 +10,7 @@ import pytest
 from exporter.codat.client import CodatClient
 from exporter.codat.statuses import is_in_progress
 from exporter.collector.scheduler import Scheduler
+from exporter.collector.snapshot import Snapshot
 from exporter.config import load_config
 from exporter.metrics import Telemetry
 from exporter.refresh.auto import AutoRefresher
@@ -48,10 +49,17 @@ def test_stale_data_is_refreshed_and_its_staleness_drops(
         clock=clock.now,
         daily_request_budget=scheduler.daily_request_budget,
         on_queued=lambda company_id: scheduler.request_poll(company_id, "refresh"),
+        spend_requests=scheduler.spend_requests,
+        publish_attempts=scheduler.publish_refresh_attempts,
     )
-    scheduler.set_refresher(refresher)
+    scheduler.on_snapshot(refresher.on_snapshot)
+    cycle_ends: list[Snapshot] = []
+    scheduler.on_snapshot(lambda snapshot: cycle_ends.append(snapshot) if snapshot.cycle == 1 else None)
     try:
         scheduler.run_cycle(clock.now())
+        # Auto-refresh annotated the cycle's snapshot in place: one publication, attempts included.
+        assert len(cycle_ends) == 1
+        assert set(cycle_ends[0].companies[stale].refresh_last_attempt) == {"invoices", "bills"}
         first = scheduler.snapshot.companies[stale]
         synced = first.statuses["invoices"].last_successful_sync
         assert synced is not None

@@ -234,7 +234,7 @@ def test_sync_that_keeps_failing_backs_off_instead_of_requeueing_every_cooldown(
 
 
 def test_demo_settings_refresh_the_demo_stale_company_in_the_first_cycle(codat: Sim) -> None:
-    from exporter.refresh.demo import demo_auto_refresh_settings
+    from exporter.cli.demo import demo_auto_refresh_settings
 
     telemetry = Telemetry()
     refresher = AutoRefresher(codat.client, demo_auto_refresh_settings(), telemetry)

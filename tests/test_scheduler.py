@@ -5,16 +5,18 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
 from exporter.codat.client import CodatClient
-from exporter.codat.parsing import parse_timestamp
+from exporter.codat.timestamps import parse_timestamp
 from exporter.collector.scheduler import Scheduler
+from exporter.collector.settings import collector_settings
 from exporter.collector.sharding import owns
+from exporter.collector.snapshot import Snapshot
 from exporter.config.schema import Config
 from exporter.exposition import ExpositionCache
 from exporter.metrics import Telemetry
@@ -70,13 +72,17 @@ class Rig:
             assert shown[data_type].current_status == body.get("currentStatus")
 
 
-def make_rig(config: Config | None = None, scenario: dict[str, Any] | None = None) -> Iterator[Rig]:
+def make_rig(
+    config: Config | None = None, scenario: dict[str, Any] | None = None, **settings_changes: Any
+) -> Iterator[Rig]:
     clock = FakeClock()
     sim = Simulator(Scenario.from_dict(scenario or QUIET), api_key="demo", clock=clock)
     server = sim.serve()
     telemetry = Telemetry()
     client = CodatClient("demo", server.url, observer=telemetry, max_retries=0, requests_per_minute=1e6)
-    scheduler = Scheduler(client, config or Config.default(), telemetry, clock=clock.now)
+    config = config or Config.default()
+    settings = replace(collector_settings(config), **settings_changes)
+    scheduler = Scheduler(client, config, telemetry, clock=clock.now, settings=settings)
     try:
         yield Rig(sim, clock, scheduler, telemetry)
     finally:
@@ -422,3 +428,116 @@ def _webhook_for_new_company_is_polled_while_running(rig: Rig) -> None:
         rig.scheduler.request_poll("wake-up", reason="stop")
         loop.join(timeout=10)
     assert not loop.is_alive()
+
+
+# --- progressive publication, first-sweep cost, recovery, listing health, detection lag ----------
+
+
+def test_the_first_sweep_costs_one_request_per_company(rig: Rig) -> None:
+    rig.scheduler.run_cycle()
+    companies = len(rig.sim.company_ids)
+    assert rig.sim.count_requests("dataStatus") == companies
+    # Plus each company's sync settings (issue 12.1), read once a day from the first poll on.
+    assert rig.sim.count_requests("companySyncSettings") == companies
+    assert (
+        rig.sim.count_requests() == 2 * companies + rig.sim.count_requests("companies") == 2 * companies + 1
+    )
+    # The skipped baseline still starts each data type's last outcome at zero.
+    for cid in rig.sim.company_ids:
+        company = rig.scheduler.snapshot.companies[cid]
+        complete = {dt for dt, s in company.statuses.items() if s.current_status == "Complete"}
+        assert {
+            dt for (dt, status), n in company.pull_operations_total.items() if status == "Complete"
+        } >= complete
+        assert all(n == 0 for n in company.pull_operations_total.values())
+
+
+def test_a_sync_running_at_the_first_read_is_counted_once_it_ends(rig: Rig) -> None:
+    cid = rig.company("Alpha")
+    rig.sim.queue_sync(cid, "invoices", outcome="Complete")
+    rig.clock.advance(1)
+    rig.scheduler.run_cycle()
+    assert rig.scheduler.snapshot.companies[cid].pull_operations_in_progress == {"invoices": 1}
+    rig.clock.advance(120)
+    rig.sim.complete_syncs_now()
+    rig.cycle_after(60)
+    company = rig.scheduler.snapshot.companies[cid]
+    assert company.pull_operations_in_progress == {}
+    assert company.pull_operations_total[("invoices", "Complete")] == 1
+
+
+def test_a_failing_company_whose_last_sync_moved_is_read_at_once_despite_its_backoff(rig: Rig) -> None:
+    rig.scheduler.run_cycle()
+    bad = rig.company("Bravo")
+    rig.sim.faults.set(bad, error_rate=1.0, error_status=503)
+    for _ in range(4):  # failures at 60 s intervals push the backoff to 240 s and more
+        rig.sim.set_status(bad, "bills", "Complete")
+        rig.cycle_after(60)
+    assert not rig.scheduler.snapshot.companies[bad].up
+    rig.sim.faults.clear(bad)
+    quiet = rig.scheduler.run_cycle(rig.clock.advance(60))
+    assert bad not in quiet.polled, "an unchanged failing company stays on its backoff"
+    rig.sim.set_status(bad, "customers", "Complete")  # its lastSync moves
+    report = rig.scheduler.run_cycle(rig.clock.advance(60))
+    assert bad in report.polled
+    assert rig.scheduler.snapshot.companies[bad].up
+    rig.assert_matches_simulator(bad)
+
+
+def test_companies_are_published_as_the_first_sweep_reads_them() -> None:
+    # One poll at a time, and a publication whenever a poll ends while others still wait.
+    for rig in make_rig(_config(budget={"max_concurrency": 1}), publish_interval=0.0):
+        heard: list[tuple[int, bool]] = []
+
+        def hear(snapshot: Snapshot, heard: list[tuple[int, bool]] = heard) -> None:
+            heard.append((len(snapshot.companies), snapshot.ready))
+
+        rig.scheduler.on_snapshot(hear)
+        rig.scheduler.run_cycle()
+        companies = len(rig.sim.company_ids)
+        assert heard[0] == (0, False)
+        partial = [size for size, ready in heard[1:-1]]
+        assert partial, "snapshots were published while the sweep ran"
+        assert partial == list(range(1, companies))
+        assert not any(ready for _, ready in heard[:-1])
+        assert heard[-1] == (companies, True)
+        registry = rig.telemetry.registry
+        assert registry.get_sample_value("codat_exporter_companies_listed") == companies
+        assert registry.get_sample_value("codat_exporter_companies_polled") == companies
+
+
+def test_listing_health_shows_a_revoked_key_at_once_and_its_recovery(rig: Rig) -> None:
+    registry = rig.telemetry.registry
+    assert registry.get_sample_value("codat_exporter_listing_up") == 0
+    assert registry.get_sample_value("codat_exporter_listing_last_success_timestamp_seconds") is None
+    rig.sim.faults.set(None, error_rate=1.0, error_status=401)
+    report = rig.scheduler.run_cycle()
+    assert report.error is not None
+    assert registry.get_sample_value("codat_exporter_listing_up") == 0
+    failing = {
+        reason: registry.get_sample_value("codat_exporter_listing_failing", {"reason": reason})
+        for reason in ("unauthorized", "forbidden", "server_error", "rate_limited", "other")
+    }
+    assert failing == {"unauthorized": 1, "forbidden": 0, "server_error": 0, "rate_limited": 0, "other": 0}
+    rig.sim.faults.clear(None)
+    rig.cycle_after(60)
+    assert registry.get_sample_value("codat_exporter_listing_up") == 1
+    assert registry.get_sample_value("codat_exporter_listing_failing", {"reason": "unauthorized"}) == 0
+    assert (
+        registry.get_sample_value("codat_exporter_listing_last_success_timestamp_seconds")
+        == rig.clock.now().timestamp()
+    )
+
+
+def test_detection_lag_is_the_age_of_the_oldest_change_not_read_yet(rig: Rig) -> None:
+    rig.scheduler.run_cycle()
+    registry = rig.telemetry.registry
+    assert registry.get_sample_value("codat_exporter_detection_lag_seconds") == 0
+    cid = rig.company("Charlie")
+    rig.scheduler.pause_until(rig.clock.now() + timedelta(minutes=10))
+    rig.scheduler.request_poll(cid, "webhook")  # a change is known, but polling is paused
+    rig.cycle_after(90)
+    assert registry.get_sample_value("codat_exporter_detection_lag_seconds") == 90
+    rig.scheduler.resume()
+    rig.cycle_after(30)
+    assert registry.get_sample_value("codat_exporter_detection_lag_seconds") == 0

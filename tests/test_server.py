@@ -13,17 +13,13 @@ from dataclasses import dataclass
 
 import pytest
 
+from exporter.common.listen import parse_listen_address
 from exporter.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, ExpositionCache
-from exporter.landing import LandingData
+from exporter.http.exporter import ExporterServer
+from exporter.http.landing import LandingData
+from exporter.http.messages import Request, Response
+from exporter.http.negotiation import accepts_gzip, wants_openmetrics
 from exporter.metrics import Telemetry
-from exporter.server import (
-    ExporterServer,
-    Request,
-    Response,
-    accepts_gzip,
-    parse_listen_address,
-    wants_openmetrics,
-)
 from tests.support.snapshots import T0, company, rich_snapshot, snapshot
 
 PROMETHEUS_ACCEPT = (

@@ -1,4 +1,4 @@
-"""A real Prometheus scrapes the server: OpenMetrics negotiation and multi-member gzip bodies work."""
+"""A real Prometheus scrapes the server: OpenMetrics negotiation, multi-member gzip, HTTPS with basic auth."""
 
 from __future__ import annotations
 
@@ -6,15 +6,19 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import bcrypt
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry
 
 from exporter.exposition import ExpositionCache
-from exporter.landing import LandingData
+from exporter.http.exporter import ExporterServer
+from exporter.http.landing import LandingData
+from exporter.http.webconfig import load_web_config
 from exporter.metrics import Telemetry
-from exporter.server import ExporterServer
 from tests.support.prometheus import Sample, run_prometheus, scrape_config
 from tests.support.snapshots import rich_snapshot
+from tests.support.tls import make_pki
 from tests.support.tools import require_tool
 
 
@@ -71,4 +75,47 @@ def test_prometheus_ingests_gzip_openmetrics_scrapes(
         assert info[0]["metric"]["company_name"] == 'Acme "Widgets" \\ Ltd\nUK & <Co> 100%'
         assert value(prom.query("codat_exporter_build_info")) == 1
         assert value(prom.query('scrape_samples_scraped{job="codat-exporter"}')) > 100
+    assert (True, True) in cache.variants, cache.variants
+
+
+def test_prometheus_scrapes_over_https_with_basic_auth(tmp_path: Path) -> None:
+    require_tool("prometheus")
+    pki = make_pki(tmp_path / "pki")
+    hashed = bcrypt.hashpw(b"scrape-secret", bcrypt.gensalt(rounds=4)).decode()
+    web_file = pki.path("web.yml")
+    web_file.write_text(
+        yaml.safe_dump(
+            {
+                "tls_server_config": {"cert_file": "server.crt", "key_file": "server.key"},
+                "basic_auth_users": {"prometheus": hashed},
+            }
+        )
+    )
+    cache = RecordingCache()
+    cache.update(rich_snapshot())
+    server = ExporterServer(
+        "127.0.0.1:0",
+        cache,
+        Telemetry(),
+        ready=lambda: True,
+        landing=lambda: LandingData(rich_snapshot()),
+        web=load_web_config(web_file),
+    )
+    secure = {
+        **scrape_config([f"127.0.0.1:{server.port}"]),
+        "scheme": "https",
+        "tls_config": {"ca_file": str(pki.path("ca.crt"))},
+        "basic_auth": {"username": "prometheus", "password": "scrape-secret"},
+    }
+    wrong = {
+        **scrape_config([f"127.0.0.1:{server.port}"], job="wrong-password"),
+        "scheme": "https",
+        "tls_config": {"ca_file": str(pki.path("ca.crt"))},
+        "basic_auth": {"username": "prometheus", "password": "guess"},
+    }
+    with server, run_prometheus(tmp_path / "prom", [secure, wrong]) as prom:
+        assert value(prom.wait_for('up{job="codat-exporter"} == 1')) == 1
+        counter = prom.query('codat_pull_operations_total{company_id="c-acme",data_type="invoices"}')
+        assert value(counter) == 12
+        assert value(prom.wait_for('up{job="wrong-password"} == 0')) == 0
     assert (True, True) in cache.variants, cache.variants

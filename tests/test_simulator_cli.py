@@ -77,3 +77,33 @@ def test_simulate_rejects_a_bad_listen_address() -> None:
     result = run("--listen-address", "localhost")
     assert result.returncode == 2
     assert "expected HOST:PORT" in result.stderr
+
+
+def test_simulate_control_flag_serves_the_control_api_on_loopback() -> None:
+    port = free_port()
+    process = start("--listen-address", f"127.0.0.1:{port}", "--api-key", "s3cret-key", "--control")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_for_http(f"{base}/companies").status_code == 200
+        assert requests.post(f"{base}/_control/revoke-key", timeout=5).status_code == 200
+        assert requests.get(f"{base}/companies", headers=AUTH, timeout=5).status_code == 401
+        assert requests.post(f"{base}/_control/clear", timeout=5).status_code == 200
+        assert requests.get(f"{base}/companies", headers=AUTH, timeout=5).status_code == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=20)
+    assert process.returncode == 0
+    assert f"{base}/_control" in output
+
+
+def test_simulate_without_the_flag_has_no_control_api() -> None:
+    port = free_port()
+    process = start("--listen-address", f"127.0.0.1:{port}", "--api-key", "s3cret-key", "--companies", "3")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{base}/companies")
+        assert requests.post(f"{base}/_control/revoke-key", headers=AUTH, timeout=5).status_code == 404
+        assert requests.get(f"{base}/companies", headers=AUTH, timeout=5).status_code == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=20)

@@ -39,7 +39,7 @@ def test_companies_first_page_links_to_next_but_not_previous(simulator: RunningS
     body = get(simulator, "/companies", page=1, pageSize=3).json()
     assert body["pageNumber"] == 1
     assert body["pageSize"] == 3
-    assert body["totalResults"] == 8
+    assert body["totalResults"] == 11
     assert len(body["results"]) == 3
     assert body["_links"] == {
         "self": {"href": "/companies"},
@@ -49,10 +49,10 @@ def test_companies_first_page_links_to_next_but_not_previous(simulator: RunningS
 
 
 def test_companies_last_page_links_to_previous_but_not_next(simulator: RunningSimulator) -> None:
-    body = get(simulator, "/companies", page=3, pageSize=3).json()
+    body = get(simulator, "/companies", page=4, pageSize=3).json()
     assert len(body["results"]) == 2
     assert "next" not in body["_links"]
-    assert body["_links"]["previous"] == {"href": "/companies?page=2&pageSize=3"}
+    assert body["_links"]["previous"] == {"href": "/companies?page=3&pageSize=3"}
 
 
 def test_paging_through_companies_sees_each_company_once(simulator: RunningSimulator) -> None:
@@ -67,7 +67,7 @@ def test_paging_through_companies_sees_each_company_once(simulator: RunningSimul
 
 def test_links_keep_the_query(simulator: RunningSimulator) -> None:
     body = get(simulator, "/companies", pageSize=2, query="dataConnections.status=Linked").json()
-    assert body["totalResults"] == 6
+    assert body["totalResults"] == 9
     assert (
         body["_links"]["current"]["href"]
         == "/companies?page=1&pageSize=2&query=dataConnections.status%3DLinked"
@@ -87,7 +87,12 @@ def test_company_query_on_connection_status_and_tags(simulator: RunningSimulator
     deauthorized = get(simulator, "/companies", query="dataConnections.status=Deauthorized").json()
     assert [c["name"] for c in deauthorized["results"]] == ["Foxglove Florists"]
     us = get(simulator, "/companies", tags="region=us").json()
-    assert sorted(c["name"] for c in us["results"]) == ["Bluebird Bakery", "Foxglove Florists"]
+    assert sorted(c["name"] for c in us["results"]) == [
+        "Bluebird Bakery",
+        "Foxglove Florists",
+        "Ironbark Joinery",
+        "Juniper Analytics",
+    ]
     both = get(simulator, "/companies", tags="region=uk && tier=gold").json()
     assert {c["name"] for c in both["results"]} == {
         "Acme Trading Ltd",

@@ -81,14 +81,19 @@ def test_missing_file_is_a_scenario_error(tmp_path: Path) -> None:
 def test_demo_has_every_kind_of_company() -> None:
     scenario = Scenario.demo(seed=1)
     assert scenario.name == "demo"
-    assert scenario.total_companies() == 8
+    assert scenario.total_companies() == 11
     assert {c.profile for c in scenario.companies} == {
         "healthy",
         "stale",
         "failing",
         "deauthorized",
         "never_synced",
+        "hourly",
+        "weekly",
+        "stuck",
     }
+    hours = {scenario.profiles[c.profile].sync_schedule_hours for c in scenario.companies}
+    assert {1, 168} <= hours  # an hourly and a weekly company
     assert len(scenario.data_types) == 10
 
 

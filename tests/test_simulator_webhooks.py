@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import base64
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
@@ -17,54 +13,16 @@ from exporter.simulator import FakeClock, Scenario, Simulator
 from exporter.simulator.scenario import CompanySpec, Profile, StageSpec, SyncSettings
 from exporter.simulator.webhooks import RETRY_SCHEDULE
 from tests.support.waiting import wait_until
+from tests.support.webhook_capture import Receiver, webhook_receiver
 
 SECRET = "whsec_" + base64.b64encode(b"simulator-test-secret-0123456789").decode()
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
-@dataclass
-class Receiver:
-    """A real HTTP endpoint that records deliveries and answers with ``codes`` in turn (then 200)."""
-
-    url: str = ""
-    codes: list[int] = field(default_factory=list)
-    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def wait_for(self, count: int, timeout: float = 10) -> list[tuple[dict[str, str], bytes]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                if len(self.received) >= count:
-                    return list(self.received)
-            time.sleep(0.01)  # polling for a condition with a deadline
-        raise AssertionError(f"expected {count} deliveries, got {len(self.received)}")
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    state = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            with state.lock:
-                state.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                code = state.codes.pop(0) if state.codes else 200
-            self.send_response(code)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/webhooks/codat"
-    yield state
-    server.shutdown()
-    server.server_close()
+    with webhook_receiver() as state:
+        yield state
 
 
 def scenario() -> Scenario:
@@ -72,7 +30,7 @@ def scenario() -> Scenario:
         name="hooks",
         data_types=("invoices",),
         sync=SyncSettings(stages=(StageSpec(status="Queued", seconds=5),), jitter=0),
-        profiles={"p": Profile(sync_schedule_hours=None, history=1)},
+        profiles={"p": Profile(sync_schedule_hours=None, history=1, records_modified_probability=1.0)},
         companies=(CompanySpec(name="Hooked Ltd", profile="p", tags={"team": "a"}),),
     )
 

@@ -82,7 +82,10 @@ def test_completed_sync_shows_in_metrics_via_webhook_before_any_poll(stack: Stac
     assert stack.sim.count_requests("companies") == 1
     assert stack.sim.count_requests("dataStatus", company_id) == 2
     processed = (("event_type", "read.completed"), ("result", "processed"))
-    assert stack.metrics()[(WEBHOOKS_RECEIVED.name, processed)] >= 1
+    # Counted right after the poll was requested, so possibly a moment after the poll shows.
+    wait_until(
+        lambda: stack.metrics().get((WEBHOOKS_RECEIVED.name, processed), 0) >= 1, "the processed count"
+    )
     wait_until(
         lambda: stack.metrics().get((WEBHOOK_LATENCY.name + "_count", ()), 0) >= 1,
         "the webhook latency observation",
@@ -118,3 +121,30 @@ def test_oversized_delivery_is_refused_unread_and_counted(stack: Stack) -> None:
     assert answer.status_code == 413
     too_large = (("event_type", "other"), ("result", "too_large"))
     assert stack.metrics()[(WEBHOOKS_RECEIVED.name, too_large)] == 1
+
+
+def test_one_batched_read_with_validation_warnings_is_counted_per_data_type(stack: Stack) -> None:
+    company_id = stack.sim.company_ids[0]
+    with stack.sim.lock:
+        company = stack.sim.state.companies[company_id]
+        company.profile = company.profile.model_copy(
+            update={"validation_warning_probability": 1.0, "error_rates": {}}
+        )
+        stack.sim.complete_syncs_now(company_id)
+        queued = stack.sim.state.queue_all(company_id, stack.sim.tick())
+    data_types = sorted(op.data_type for op in queued)
+    assert len(data_types) > 1
+    stack.sim.complete_syncs_now(company_id, status="Complete")
+
+    def counted() -> dict[str, float]:
+        samples = stack.metrics()
+        return {
+            dt: samples.get(
+                ("codat_read_validation_issues_total", (("company_id", company_id), ("data_type", dt))), 0
+            )
+            for dt in data_types
+        }
+
+    wait_until(lambda: set(counted().values()) == {1}, "one validation issue per data type")
+    deliveries = [a for a in stack.sim.webhooks.attempts if a.event_type == "read.completed"]
+    assert len(deliveries) == 1  # one event named every data type of the fetch

@@ -10,7 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exporter.exposition.selfspecs import WEBHOOK_EVENT_TYPES
 from exporter.webhooks.events import (
+    CONNECTION_EVENT_TYPES,
+    LABELLED_EVENT_TYPES,
+    OTHER_EVENT_TYPE,
+    CompanyEvent,
+    ConnectionEvent,
     OtherEvent,
     PayloadError,
     RateLimitReached,
@@ -91,17 +97,82 @@ def test_unknown_fields_and_unknown_statuses_pass_through() -> None:
 
 
 def test_unknown_event_type_parses_to_other_event() -> None:
-    event = parse_event(encode({"eventType": "connection.deleted", "payload": "anything"}))
-    assert event == OtherEvent("connection.deleted", None)
+    event = parse_event(encode({"eventType": "invoices.write.successful", "payload": "anything"}))
+    assert event == OtherEvent("invoices.write.successful", None)
     assert event_type_label(event.event_type) == "other"
 
 
-@pytest.mark.parametrize(
-    "event_type",
-    ["read.completed", "read.completed.initial", "client.rateLimit.reached", "client.rateLimit.reset"],
-)
-def test_known_event_types_are_their_own_label(event_type: str) -> None:
+@pytest.mark.parametrize("event_type", LABELLED_EVENT_TYPES)
+def test_codats_fixed_event_names_are_their_own_label(event_type: str) -> None:
     assert event_type_label(event_type) == event_type
+
+
+def test_a_bounded_but_unused_event_type_is_counted_by_name() -> None:
+    event = parse_event(encode({"eventType": "company.product.added", "payload": {}}))
+    assert isinstance(event, OtherEvent)
+    assert event_type_label(event.event_type) == "company.product.added"
+
+
+def test_the_webhook_counter_is_created_for_every_labelled_event_type() -> None:
+    assert set(WEBHOOK_EVENT_TYPES) == {*LABELLED_EVENT_TYPES, OTHER_EVENT_TYPE}
+
+
+CONNECTION_EXAMPLE: dict[str, Any] = {
+    "id": "ba29118f-5406-4e59-b05c-ba307ca38d01",
+    "eventType": "connection.connected",
+    "generatedDate": "2024-08-08T17:10:34.015Z",
+    "payload": {
+        "referenceCompany": {"id": "0498e921-9b53-4396-a412-4f2f5983b0a2", "name": "Bank of Dave"},
+        "connection": {"id": "ee2eb431-c0fa-4dc9-93fa-d29781c12bcd", "status": "Linked"},
+    },
+}
+
+
+@pytest.mark.parametrize("event_type", CONNECTION_EVENT_TYPES)
+def test_connection_events_name_the_company_and_connection(event_type: str) -> None:
+    event = parse_event(encode({**CONNECTION_EXAMPLE, "eventType": event_type}))
+    assert event == ConnectionEvent(
+        event_type,
+        "ba29118f-5406-4e59-b05c-ba307ca38d01",
+        datetime(2024, 8, 8, 17, 10, 34, 15000, tzinfo=UTC),
+        "0498e921-9b53-4396-a412-4f2f5983b0a2",
+        "ee2eb431-c0fa-4dc9-93fa-d29781c12bcd",
+        "Linked",
+    )
+
+
+def test_connection_event_without_a_company_is_refused() -> None:
+    with pytest.raises(PayloadError, match=r"referenceCompany\.id"):
+        parse_event(encode({"eventType": "connection.failed", "payload": {"connection": {"id": "k"}}}))
+
+
+@pytest.mark.parametrize("event_type", ["company.created", "company.deleted"])
+def test_company_events_name_the_company(event_type: str) -> None:
+    body = {"eventType": event_type, "payload": {"id": "c-1", "name": "Codat Ltd."}}
+    event = parse_event(encode(body))
+    assert event == CompanyEvent(event_type, None, None, "c-1", "Codat Ltd.")
+    with pytest.raises(PayloadError, match=r"payload\.id"):
+        parse_event(encode({"eventType": event_type, "payload": {"name": "x"}}))
+
+
+def test_validation_issues_are_counted_per_data_type() -> None:
+    document = json.loads(json.dumps(READ_COMPLETED_EXAMPLE))
+    document["payload"]["dataTypes"].append(
+        {
+            "dataType": "invoices",
+            "status": "Complete",
+            "issues": [
+                {"type": "warning.validation"},
+                {"type": "warning.something-else"},
+                "not an object",
+                {"type": "warning.validation"},
+            ],
+        }
+    )
+    event = parse_event(encode(document))
+    assert isinstance(event, ReadCompleted)
+    assert event.validation_issues() == {"invoices": 3}
+    assert event.data_type_names == ("invoices", "bills")
 
 
 def test_rate_limit_reached_example_parses() -> None:

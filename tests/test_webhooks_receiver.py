@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import time
@@ -15,12 +16,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
+from exporter.collector.companies import RELIST_REASON
 from exporter.collector.snapshot import Snapshot
 from exporter.config.schema import WebhookSettings
 from exporter.exposition import ExpositionCache
-from exporter.landing import LandingData
+from exporter.http.exporter import ExporterServer
+from exporter.http.landing import LandingData
+from exporter.http.messages import Request, Response
 from exporter.metrics import WEBHOOK_LATENCY, WEBHOOKS_RECEIVED, Telemetry
-from exporter.server import ExporterServer, Request, Response
 from exporter.webhooks import build_webhook_receiver, webhooks_enabled
 from exporter.webhooks.receiver import WebhookReceiver
 from exporter.webhooks.verify import SecretError, SigningSecret
@@ -246,11 +249,55 @@ def test_rate_limit_reset_resumes_polling(harness: Harness) -> None:
 
 
 def test_unknown_event_type_is_acknowledged_and_counted_as_other(harness: Harness) -> None:
-    body = b'{"id": "x", "eventType": "connection.deleted", "payload": {"connectionId": "k"}}'
+    body = b'{"id": "x", "eventType": "invoices.write.successful", "payload": {"connectionId": "k"}}'
     assert post(harness.url, body, signed(body, "msg_other")).status_code == 200
     harness.settle()
     assert not harness.scheduler.touched
     assert harness.count("other", "ignored") == 1
+
+
+def test_connection_event_relists_that_company(harness: Harness) -> None:
+    body = (
+        b'{"id": "x", "eventType": "connection.disconnected", "payload": {"referenceCompany": '
+        b'{"id": "c-9"}, "connection": {"id": "k", "status": "Deauthorized"}}}'
+    )
+    assert post(harness.url, body, signed(body, "msg_conn")).status_code == 200
+    harness.settle()
+    assert harness.scheduler.polls == [("c-9", RELIST_REASON)]
+    assert harness.count("connection.disconnected", "processed") == 1
+
+
+def test_company_deleted_relists_that_company(harness: Harness) -> None:
+    body = b'{"id": "x", "eventType": "company.deleted", "payload": {"id": "c-7", "name": "Gone"}}'
+    assert post(harness.url, body, signed(body, "msg_company")).status_code == 200
+    harness.settle()
+    assert harness.scheduler.polls == [("c-7", RELIST_REASON)]
+    assert harness.count("company.deleted", "processed") == 1
+
+
+def test_validation_issues_of_a_read_are_counted_per_pair(harness: Harness) -> None:
+    document = {
+        "id": "x",
+        "eventType": "read.completed",
+        "payload": {
+            "referenceCompany": {"id": "c-5"},
+            "dataTypes": [
+                {
+                    "dataType": "invoices",
+                    "status": "Complete",
+                    "issues": [{"type": "warning.validation"}] * 2,
+                },
+                {"dataType": "bills", "status": "Complete", "recordsModified": False},
+            ],
+        },
+    }
+    body = json.dumps(document).encode()
+    assert post(harness.url, body, signed(body, "msg_issues")).status_code == 200
+    harness.settle()
+    registry = harness.telemetry.registry
+    issues = "codat_read_validation_issues_total"
+    assert registry.get_sample_value(issues, {"company_id": "c-5", "data_type": "invoices"}) == 2
+    assert registry.get_sample_value(issues, {"company_id": "c-5", "data_type": "bills"}) is None
 
 
 def test_get_on_the_webhook_path_is_not_allowed(harness: Harness) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from exporter import __version__
 from exporter.cli import ops, serve, simulate
+from exporter.common import env as envvars
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,9 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="codat-exporter",
         description="Prometheus exporter for the freshness of Codat companies' synced data.",
         epilog="Run 'codat-exporter COMMAND --help' for a command's options. Environment: "
-        "CODAT_API_KEY or CODAT_API_KEY_FILE (the API key), CODAT_BASE_URL, CODAT_EXPORTER_CONFIG, "
-        "CODAT_EXPORTER_LISTEN_ADDRESS, CODAT_EXPORTER_LOG_LEVEL, CODAT_WEBHOOK_SECRET or "
-        "CODAT_WEBHOOK_SECRET_FILE. Flags beat the environment, which beats the config file.",
+        f"{', '.join(envvars.ALL)}. Flags beat the environment, which beats the config file.",
     )
     parser.add_argument("--version", action="version", version=f"codat-exporter {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -8,254 +8,82 @@ exits 1 with one line on stderr saying why; usage mistakes exit 2.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, TextIO, TypeVar
+from typing import Any, Final, TypeVar
 
-from exporter.codat.auth import API_KEY_ENV, API_KEY_FILE_ENV, ApiKeyError, load_api_key
-from exporter.codat.client import DEFAULT_BASE_URL, CodatClient
-from exporter.codat.errors import (
-    CodatConnectionError,
-    CodatError,
-    DatasetAlreadyInProgressError,
-    NotFoundError,
-    RateLimitedError,
-    UnauthorizedError,
+from exporter.cli.render import (
+    Output,
+    age_seconds,
+    company_json,
+    error_line,
+    format_age,
+    format_duration,
+    operation_duration,
+    operation_json,
+    outcome_json,
+    plural,
+    progress_printer,
+    render_table,
+    status_json,
 )
-from exporter.codat.models import Company, DataTypeStatus, Page, PullOperation
-from exporter.codat.parsing import format_timestamp
-from exporter.refresh.actions import RefreshOutcome, perform_refresh
+from exporter.codat.client import CodatClient
+from exporter.codat.defaults import DEFAULT_BASE_URL
+from exporter.codat.errors import CodatError
+from exporter.codat.models import Page, PullOperation
+from exporter.common import env as envvars
+from exporter.config.loading import ConfigError, config_file, load_config
+from exporter.config.schema import Config
+from exporter.refresh.actions import perform_refresh
 
 T = TypeVar("T")
 
-BASE_URL_ENV: Final = "CODAT_BASE_URL"
 PROG: Final = "codat-exporter"
 EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_BROKEN_PIPE: Final = 141  # 128 + SIGPIPE, what a shell reports for a killed writer
-MISSING: Final = "-"
+# A person waits at the terminal: retry less and for less long than the exporter may.
+INTERACTIVE_MAX_RETRIES: Final = 2
+INTERACTIVE_RETRY_MAX_ELAPSED: Final = 20.0
 
 
 class UsageError(Exception):
     """A problem with how the command was called (exit code 2)."""
 
 
-# --- pure formatting ------------------------------------------------------------------------------
-
-
-def format_age(seconds: float | None) -> str:
-    """A compact age: ``45s``, ``12m``, ``3h12m``, ``2d4h``; ``-`` when unknown, ``future`` when negative."""
-    if seconds is None:
-        return MISSING
-    if seconds < 0:
-        return "future"
-    whole = int(seconds)
-    days, rest = divmod(whole, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d{hours}h"
-    if hours:
-        return f"{hours}h{minutes}m"
-    if minutes:
-        return f"{minutes}m"
-    return f"{secs}s"
-
-
-def format_duration(seconds: float | None) -> str:
-    """A compact duration like ``1m30s`` or ``2h5m``; ``-`` when unknown."""
-    if seconds is None or seconds < 0:
-        return MISSING
-    whole = int(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes}m"
-    if minutes:
-        return f"{minutes}m{secs}s"
-    return f"{secs}s"
-
-
-def age_seconds(when: datetime | None, now: datetime) -> float | None:
-    """Seconds from ``when`` to ``now``, or None when ``when`` is unknown."""
-    return None if when is None else (now - when).total_seconds()
-
-
-def _cell(value: object) -> str:
-    if value is None or value == "":
-        return MISSING
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-    return str(value)
-
-
-def render_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    """Left-aligned columns separated by two spaces, headers first; no trailing spaces."""
-    cells = [list(headers), *([_cell(v) for v in row] for row in rows)]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in cells
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else format_timestamp(value)
-
-
-def status_json(status: DataTypeStatus, now: datetime) -> dict[str, Any]:
-    """A data type's status as JSON, with its age in seconds."""
-    return {
-        "dataType": status.data_type,
-        "currentStatus": status.current_status,
-        "lastSuccessfulSync": _iso(status.last_successful_sync),
-        "secondsSinceLastSuccessfulSync": age_seconds(status.last_successful_sync, now),
-        "latestSyncId": status.latest_sync_id,
-        "latestSuccessfulSyncId": status.latest_successful_sync_id,
+def operator_config(args: argparse.Namespace, env: Mapping[str, str]) -> Config:
+    """The config the operator commands use: loaded exactly as ``run`` loads it, flags on top."""
+    overrides: dict[str, Any] = {
+        "codat.base_url": args.base_url,
+        "codat.api_key_file": str(args.api_key_file) if args.api_key_file is not None else None,
     }
-
-
-def operation_json(op: PullOperation) -> dict[str, Any]:
-    """A pull operation as JSON (Codat's field names, ISO timestamps)."""
-    return {
-        "id": op.id,
-        "companyId": op.company_id,
-        "connectionId": op.connection_id,
-        "dataType": op.data_type,
-        "status": op.status,
-        "requested": _iso(op.requested),
-        "completed": _iso(op.completed),
-        "progress": op.progress,
-        "isCompleted": op.is_completed,
-        "isErrored": op.is_errored,
-        "statusDescription": op.status_description,
-        "errorMessage": op.error_message,
-    }
-
-
-def company_json(company: Company) -> dict[str, Any]:
-    """A company and its connections as JSON."""
-    return {
-        "id": company.id,
-        "name": company.name,
-        "description": company.description,
-        "created": _iso(company.created),
-        "lastSync": _iso(company.last_sync),
-        "tags": dict(company.tags),
-        "dataConnections": [
-            {
-                "id": c.id,
-                "platformName": c.platform_name,
-                "status": c.status,
-                "integrationKey": c.integration_key,
-                "sourceType": c.source_type,
-                "lastSync": _iso(c.last_sync),
-                "created": _iso(c.created),
-            }
-            for c in company.connections
-        ],
-    }
-
-
-def outcome_json(outcome: RefreshOutcome) -> dict[str, Any]:
-    """A refresh outcome as JSON."""
-    return {
-        "result": outcome.result,
-        "companyId": outcome.company_id,
-        "dataType": outcome.data_type,
-        "datasetId": outcome.dataset_id,
-        "runningDatasetId": outcome.running_dataset_id,
-        "message": outcome.message,
-        "retryAfter": outcome.retry_after,
-    }
-
-
-def operation_duration(op: PullOperation) -> float | None:
-    """Seconds from requested to completed, or None while it runs."""
-    return None if op.completed is None else (op.completed - op.requested).total_seconds()
-
-
-def error_line(error: CodatError) -> str:
-    """One line an operator can act on, for any client error."""
-    if isinstance(error, DatasetAlreadyInProgressError):
-        running = f" as dataset {error.dataset_id}" if error.dataset_id else ""
-        kind = error.data_type or "this data type"
-        return f"a sync of {kind} is already in progress for company {error.company_id}{running}"
-    if isinstance(error, RateLimitedError):
-        wait = f"; retry after {error.retry_after:g}s" if error.retry_after is not None else ""
-        return f"Codat is rate limiting this API key (429){wait} [{error.endpoint}]"
-    if isinstance(error, UnauthorizedError):
-        ref = f" (correlation id {error.correlation_id})" if error.correlation_id else ""
-        return (
-            "Codat rejected the API key (401 Unauthorized): check CODAT_API_KEY, CODAT_API_KEY_FILE "
-            f"or --api-key-file, and --base-url{ref}"
-        )
-    if isinstance(error, CodatConnectionError):
-        return f"cannot reach Codat: {error.error}"
-    if isinstance(error, NotFoundError) and error.endpoint == "dataStatus" and error.status_code == 404:
-        return f"unknown company {error.company_id}: {error.error}"
-    return str(error)
-
-
-# --- I/O ------------------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Output:
-    """Where a command writes, whether it writes JSON, and whether a progress line is open on stderr."""
-
-    json: bool
-    out: TextIO
-    err: TextIO
-    progress_open: bool = False
-
-    def emit_json(self, payload: object) -> None:
-        """Write one JSON document."""
-        json.dump(payload, self.out, indent=2, sort_keys=False)
-        self.out.write("\n")
-
-    def emit(self, text: str) -> None:
-        """Write text as is."""
-        self.out.write(text)
-
-    def end_progress(self) -> None:
-        """End an open progress line so what follows starts on a line of its own."""
-        if self.progress_open:
-            self.err.write("\n")
-            self.progress_open = False
-
-
-def progress_printer(output: Output, label: str) -> Callable[[Page[T]], None] | None:
-    """A per-page progress line on stderr, only when stderr is a terminal (never in pipes or logs)."""
-    if not output.err.isatty():
-        return None
-    fetched = 0
-
-    def on_page(page: Page[T]) -> None:
-        nonlocal fetched
-        fetched += len(page.results)
-        total = f" of {page.total_results}" if page.total_results else ""
-        output.err.write(f"\r{label}: page {page.page_number}, {fetched}{total}")
-        output.err.flush()
-        output.progress_open = True
-
-    return on_page
+    return load_config(config_file(args.config, env), env=env, overrides=overrides)
 
 
 def _client(args: argparse.Namespace) -> CodatClient:
-    base_url = args.base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
     try:
-        key = load_api_key(os.environ, args.api_key_file)
-    except ApiKeyError as exc:
-        raise UsageError(str(exc)) from None
-    return CodatClient(key, base_url, max_retries=2, retry_max_elapsed=20.0)
+        config = operator_config(args, os.environ)
+    except ConfigError as exc:
+        raise UsageError("; ".join(f"{p}: {r}" if p else r for p, r in exc.problems)) from None
+    codat = config.codat
+    key = codat.api_key_value()
+    if not key:
+        raise UsageError(
+            f"no Codat API key: set {envvars.API_KEY}, or {envvars.API_KEY_FILE} to a file that holds it"
+        )
+    return CodatClient(
+        key,
+        codat.base_url,
+        connect_timeout=codat.connect_timeout,
+        read_timeout=codat.read_timeout,
+        request_timeout=codat.request_timeout,
+        max_retries=min(codat.max_retries, INTERACTIVE_MAX_RETRIES),
+        retry_max_elapsed=min(codat.retry_max_elapsed, INTERACTIVE_RETRY_MAX_ELAPSED),
+    )
 
 
 Command = Callable[[CodatClient, argparse.Namespace, Output], int]
@@ -328,10 +156,19 @@ def cmd_companies(client: CodatClient, args: argparse.Namespace, output: Output)
 def cmd_status(client: CodatClient, args: argparse.Namespace, output: Output) -> int:
     """Show the data status of every data type of a company (or of one)."""
     now = datetime.now(UTC)
+    every = client.get_data_status(args.company)
+    if args.data_type and args.data_type not in every:
+        # A local filter that matched nothing: the company's answer was fine, so do not blame Codat.
+        known = ", ".join(sorted(every)) or "none"
+        print(
+            f"{PROG}: error: company {args.company} has no data type {args.data_type!r} (it has: {known})",
+            file=output.err,
+        )
+        return EXIT_FAILURE
     if args.data_type:
-        statuses = [client.get_data_status_for_type(args.company, args.data_type)]
+        statuses = [every[args.data_type]]
     else:
-        statuses = sorted(client.get_data_status(args.company).values(), key=lambda s: s.data_type)
+        statuses = sorted(every.values(), key=lambda s: s.data_type)
     if output.json:
         payload: object = [status_json(s, now) for s in statuses]
         if args.data_type:
@@ -390,7 +227,8 @@ def cmd_history(client: CodatClient, args: argparse.Namespace, output: Output) -
     if page is not None:
         pages = -(-page.total_results // page.page_size) if page.page_size else 1
         more = "; --page N for more, or --all-pages" if page.has_next else ""
-        output.emit(f"page {page.page_number} of {max(pages, 1)} ({page.total_results} operations){more}\n")
+        count = plural(page.total_results, "operation")
+        output.emit(f"page {page.page_number} of {max(pages, 1)} ({count}){more}\n")
     return EXIT_OK
 
 
@@ -469,14 +307,21 @@ def _common_options() -> argparse.ArgumentParser:
     common.add_argument(
         "--base-url",
         metavar="URL",
-        help=f"Codat API base URL (default: ${BASE_URL_ENV}, else {DEFAULT_BASE_URL})",
+        help=f"Codat API base URL (default: ${envvars.BASE_URL}, else codat.base_url, "
+        f"else {DEFAULT_BASE_URL})",
     )
     common.add_argument(
         "--api-key-file",
         type=Path,
         metavar="FILE",
-        help=f"read the API key from FILE (without it: ${API_KEY_ENV}, "
-        f"else the file named by ${API_KEY_FILE_ENV})",
+        help=f"read the API key from FILE (without it: ${envvars.API_KEY}, "
+        f"else the file named by ${envvars.API_KEY_FILE}, else the config file)",
+    )
+    common.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help=f"YAML config file to take the codat section from (default: ${envvars.CONFIG}, else none)",
     )
     common.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return common
@@ -500,7 +345,12 @@ def _add(
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add the operator sub-commands to the parser."""
     common = _common_options()
+    _register_reads(subparsers, common)
+    _register_history(subparsers, common)
+    _register_refresh(subparsers, common)
 
+
+def _register_reads(subparsers: argparse._SubParsersAction[Any], common: argparse.ArgumentParser) -> None:
     companies = _add(
         subparsers, "companies", "List the companies the API key can see.", cmd_companies, common
     )
@@ -518,6 +368,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     status.add_argument("company", metavar="COMPANY", help="company id")
     status.add_argument("--data-type", metavar="T", help="show only this data type")
 
+
+def _register_history(subparsers: argparse._SubParsersAction[Any], common: argparse.ArgumentParser) -> None:
     history = _add(
         subparsers, "history", "Show a company's pull operations (sync history).", cmd_history, common
     )
@@ -544,6 +396,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     operation.add_argument("company", metavar="COMPANY", help="company id")
     operation.add_argument("dataset", metavar="DATASET", help="dataset (pull operation) id")
 
+
+def _register_refresh(subparsers: argparse._SubParsersAction[Any], common: argparse.ArgumentParser) -> None:
     refresh = _add(
         subparsers,
         "refresh",

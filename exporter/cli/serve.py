@@ -16,15 +16,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, TextIO
 
-from exporter.app import build_app, build_client, config_secrets, setup_logging
+from exporter.app import build_app, build_client, config_secrets
 from exporter.collector.scheduler import Scheduler, describe_error
+from exporter.common import env as envvars
+from exporter.common.logs import setup_logging
 from exporter.config.check import check_config_command
-from exporter.config.loading import ENV_LOG_LEVEL, ConfigError, load_config
+from exporter.config.loading import ConfigError, config_file, load_config
 from exporter.config.schema import Config
 from exporter.exposition import ExpositionCache
+from exporter.exposition.families import company_catalogue
+from exporter.http.server import ListenError
+from exporter.http.webconfig import WebConfigError
 from exporter.metrics import Telemetry
 
-ENV_CONFIG: Final = "CODAT_EXPORTER_CONFIG"
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_CONFIG: Final = 2
@@ -32,6 +36,11 @@ EXIT_CONFIG: Final = 2
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add ``run``, ``once`` and ``check-config`` to the parser."""
+    _register_run(subparsers)
+    _register_once_and_check(subparsers)
+
+
+def _register_run(subparsers: argparse._SubParsersAction[Any]) -> None:
     run = subparsers.add_parser(
         "run",
         help="Poll Codat and serve /metrics until stopped.",
@@ -54,6 +63,21 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "else 0.0.0.0:8329; with --demo 127.0.0.1:8329)",
     )
     run.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="FILE",
+        help="exporter-toolkit web configuration (TLS, basic auth, headers) for both ports "
+        "(default: server.web_config_file, else plain HTTP)",
+    )
+    run.add_argument(
+        "--web.enable-lifecycle",
+        dest="enable_lifecycle",
+        action="store_true",
+        default=None,
+        help="serve POST /-/reload to reload the config (default: server.enable_lifecycle, else off; "
+        "SIGHUP always reloads)",
+    )
+    run.add_argument(
         "--shard",
         type=int,
         metavar="N",
@@ -68,6 +92,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     _log_level_argument(run, default="$CODAT_EXPORTER_LOG_LEVEL, else logging.level, else info")
     run.set_defaults(func=run_command)
 
+
+def _register_once_and_check(subparsers: argparse._SubParsersAction[Any]) -> None:
     once = subparsers.add_parser(
         "once",
         help="Poll every company once and print the metrics to stdout.",
@@ -94,7 +120,7 @@ def _config_argument(parser: argparse.ArgumentParser) -> None:
         "--config",
         type=Path,
         metavar="FILE",
-        help=f"YAML config file (default: ${ENV_CONFIG}; with neither, the defaults: every company "
+        help=f"YAML config file (default: ${envvars.CONFIG}; with neither, the defaults: every company "
         "the API key can see)",
     )
 
@@ -111,10 +137,7 @@ def _log_level_argument(parser: argparse.ArgumentParser, default: str) -> None:
 
 def config_path(args: argparse.Namespace, env: Mapping[str, str]) -> Path | None:
     """The config file to read: ``--config``, else ``$CODAT_EXPORTER_CONFIG``, else none."""
-    if args.config is not None:
-        return Path(args.config)
-    from_env = env.get(ENV_CONFIG)
-    return Path(from_env) if from_env else None
+    return config_file(None if args.config is None else Path(args.config), env)
 
 
 def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -122,6 +145,10 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     if getattr(args, "listen_address", None):
         overrides["server.listen_address"] = args.listen_address
+    if getattr(args, "web_config_file", None):
+        overrides["server.web_config_file"] = args.web_config_file
+    if getattr(args, "enable_lifecycle", None):
+        overrides["server.enable_lifecycle"] = True
     if getattr(args, "shard", None) is not None:
         overrides["sharding.shard"] = args.shard
     if getattr(args, "total_shards", None) is not None:
@@ -152,24 +179,35 @@ def run_command(args: argparse.Namespace, env: Mapping[str, str] | None = None) 
     if args.demo and (args.shard is not None or args.total_shards is not None):
         print("--demo runs a single shard; drop --shard/--total-shards", file=sys.stderr)
         return EXIT_CONFIG
+    if args.demo and getattr(args, "web_config_file", None) is not None:
+        print("--demo serves plain HTTP on loopback; drop --web.config.file", file=sys.stderr)
+        return EXIT_CONFIG
     if args.demo and args.config is not None:
         print("--demo polls its own simulated account and reads no config; drop --config", file=sys.stderr)
         return EXIT_CONFIG
     try:
         if args.demo:
-            from exporter.demo import build_demo_app  # the simulator is only imported for the demo
+            from exporter.cli.demo import build_demo_app  # the simulator is only imported for the demo
 
-            setup_logging(args.log_level or env.get(ENV_LOG_LEVEL, "info").lower() or "info")
+            setup_logging(args.log_level or env.get(envvars.LOG_LEVEL, "info").lower() or "info")
             app = build_demo_app(args.listen_address, env, log_level=args.log_level)
             config = app.config
         else:
             config = load_for(args, env)
             setup_logging(config.logging.level, config.logging.format, config_secrets(config))
-            app = build_app(config)
+            app = build_app(config, load=lambda: load_for(args, env))
     except ConfigError as error:
         return report_config_error(error, source, sys.stderr)
+    except WebConfigError as error:
+        print(error, file=sys.stderr)
+        return EXIT_CONFIG
+    except ListenError as error:
+        print(error, file=sys.stderr)  # names the address and how to choose another
+        return EXIT_FAILED
     except OSError as error:
-        print(f"cannot listen on the configured address: {error}", file=sys.stderr)
+        # The server's own message names the address and how to move it; say only that when it has one.
+        text = str(error)
+        print(text if text.startswith("cannot listen") else f"cannot listen: {text}", file=sys.stderr)
         return EXIT_FAILED
     setup_logging(config.logging.level, config.logging.format, config_secrets(config))
     code = app.run_until_signal()
@@ -193,7 +231,7 @@ def once_command(args: argparse.Namespace, env: Mapping[str, str] | None = None)
     except ConfigError as error:
         return report_config_error(error, source, sys.stderr)
     # stdout carries the exposition; logs go to stderr, quieter than for `run`.
-    level = args.log_level or env.get(ENV_LOG_LEVEL) or "warning"
+    level = args.log_level or env.get(envvars.LOG_LEVEL) or "warning"
     setup_logging(level.lower(), config.logging.format, config_secrets(config))
     scheduler = Scheduler(client, config, telemetry)
     try:
@@ -205,9 +243,13 @@ def once_command(args: argparse.Namespace, env: Mapping[str, str] | None = None)
         scheduler.close()
         client.close()
     if report.error is not None:
-        print(f"listing companies failed: {report.error}", file=sys.stderr)
+        # The scheduler has logged why (at error level, shown at every --log-level): say it once.
         return EXIT_FAILED
-    cache = ExpositionCache(config.metrics.status_mode, registry=telemetry.registry)
+    cache = ExpositionCache(
+        config.metrics.status_mode,
+        registry=telemetry.registry,
+        catalogue=company_catalogue(config.metrics.company_tag_labels),
+    )
     cache.update(scheduler.snapshot)
     sys.stdout.buffer.write(cache.body(openmetrics=False, gzip=False, now=time.time()))
     sys.stdout.flush()

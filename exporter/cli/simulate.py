@@ -11,6 +11,9 @@ import threading
 from types import FrameType
 from typing import Any
 
+from exporter.common import env as envvars
+from exporter.common.listen import parse_listen_address
+from exporter.common.logs import setup_logging
 from exporter.simulator import Scenario, ScenarioError, Simulator, SystemClock
 
 DEFAULT_LISTEN = "127.0.0.1:8330"
@@ -33,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--listen-address",
         metavar="HOST:PORT",
         default=DEFAULT_LISTEN,
-        help=f"address to serve on (default {DEFAULT_LISTEN})",
+        help=f"address to serve on; :PORT = all interfaces, port 0 = any free port "
+        f"(default {DEFAULT_LISTEN})",
     )
     parser.add_argument(
         "--api-key", metavar="KEY", default="demo", help="API key clients must send (default demo)"
@@ -60,20 +64,14 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument(
         "--webhook-secret",
         metavar="S",
-        help="whsec_… signing secret for webhooks (default: env CODAT_WEBHOOK_SECRET)",
+        help=f"whsec_… signing secret for webhooks (default: env {envvars.WEBHOOK_SECRET})",
+    )
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="also serve the run-time control API under /_control to loopback clients (incident replays)",
     )
     parser.set_defaults(func=run)
-
-
-def parse_listen_address(value: str) -> tuple[str, int]:
-    """Split ``HOST:PORT`` (``[v6]:PORT`` allowed); raise ``ValueError`` with the reason."""
-    host, sep, port_text = value.rpartition(":")
-    if not sep or not port_text.isdigit():
-        raise ValueError(f"--listen-address {value!r}: expected HOST:PORT")
-    port = int(port_text)
-    if not 0 <= port <= 65535:
-        raise ValueError(f"--listen-address {value!r}: port must be 0..65535")
-    return host.strip("[]") or "127.0.0.1", port
 
 
 def build_scenario(args: argparse.Namespace) -> Scenario:
@@ -89,7 +87,7 @@ def build_scenario(args: argparse.Namespace) -> Scenario:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM; exit 2 on bad arguments or scenario."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    setup_logging("info")
     try:
         host, port = parse_listen_address(args.listen_address)
         scenario = build_scenario(args)
@@ -97,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     except (ScenarioError, ValueError) as exc:
         print(f"codat-exporter simulate: {exc}", file=sys.stderr)
         return 2
-    secret = args.webhook_secret or os.environ.get("CODAT_WEBHOOK_SECRET") or None
+    secret = args.webhook_secret or os.environ.get(envvars.WEBHOOK_SECRET) or None
     try:
         sim = Simulator(
             scenario, api_key=args.api_key, clock=clock, webhook_url=args.webhook_url, webhook_secret=secret
@@ -105,20 +103,21 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:  # a bad secret, for example; never echo it
         print(f"codat-exporter simulate: cannot start: {type(exc).__name__}", file=sys.stderr)
         return 2
-    try:
-        server = sim.serve(host=host, port=port)
-    except OSError as exc:
-        print(
-            f"codat-exporter simulate: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr
-        )
-        return 1
     stop = threading.Event()
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
+    # Before serving: a client that sees the port open may stop the simulator at once.
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
+    try:
+        server = sim.serve(host=host, port=port, control=args.control)
+    except OSError as exc:
+        print(
+            f"codat-exporter simulate: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr
+        )
+        return 1
     key_hint = "demo" if args.api_key == "demo" else "<your --api-key>"
     log.info(
         "simulated Codat API (%s, %d companies) at %s — point the exporter at it with "
@@ -129,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
         server.url,
         key_hint,
     )
+    if args.control:
+        log.info("control API at %s/_control (loopback clients only)", server.url)
     if args.webhook_url:
         log.info("sending webhooks to %s (%s)", args.webhook_url, "signed" if secret else "unsigned")
     stop.wait()

@@ -12,9 +12,20 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Final
 
+from exporter.common.redaction import REDACTED, redact
+
+__all__ = [
+    "REDACTED",
+    "ApiKeyError",
+    "authorization_header",
+    "load_api_key",
+    "read_key_file",
+    "redact",
+    "redact_json",
+]
+
 API_KEY_ENV: Final = "CODAT_API_KEY"
 API_KEY_FILE_ENV: Final = "CODAT_API_KEY_FILE"
-REDACTED: Final = "***"
 
 
 class ApiKeyError(Exception):
@@ -54,9 +65,21 @@ def load_api_key(env: Mapping[str, str] | None = None, key_file: Path | None = N
     raise ApiKeyError(f"no Codat API key: set {API_KEY_ENV}, or {API_KEY_FILE_ENV} to a file that holds it")
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every occurrence of each non-empty secret replaced by ``***``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return text
+def redact_json(value: object, secrets: Iterable[str]) -> object:
+    """A decoded JSON value with every secret redacted from every string in it, keys included.
+
+    Codat may echo the request in any field of an error body (``service``,
+    ``correlationId``, ``validation`` …), so no field is trusted to be clean.
+    """
+    secrets = tuple(s for s in secrets if s)
+    return _redact_value(value, secrets)
+
+
+def _redact_value(value: object, secrets: tuple[str, ...]) -> object:
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, dict):
+        return {redact(str(k), secrets): _redact_value(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_value(v, secrets) for v in value]
+    return value

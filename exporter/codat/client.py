@@ -1,55 +1,63 @@
 """The Codat Platform API client: the DataStatus operations and company listing, done carefully.
 
 One ``CodatClient`` is shared by every thread of the exporter. It owns a pooled
-``requests.Session``, paces requests (token bucket + concurrency cap), retries
-what is safe to retry within a bounded time, remembers the last
-``X-Rate-Limit-*`` reading, reports every attempt to a ``RequestObserver``, and
-turns every failure into a typed ``CodatError``. It returns typed models.
+``requests.Session``, paces requests (token bucket + concurrency cap), gives
+every attempt a total deadline and every body a size limit, retries what is
+safe to retry within a bounded time, remembers the last ``X-Rate-Limit-*``
+reading, reports every attempt to a ``RequestObserver``, and turns every
+failure into a typed ``CodatError`` with every field redacted. It returns typed
+models.
 """
 
 from __future__ import annotations
 
-import logging
 import random
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Final, TypeVar
 from urllib.parse import quote
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 
 from exporter import __version__
+from exporter.codat import limits
+from exporter.codat.answers import clean_failure
 from exporter.codat.auth import REDACTED, authorization_header, redact
-from exporter.codat.errors import (
-    CodatConnectionError,
-    CodatError,
-    MalformedResponseError,
-    NotFoundError,
-    error_from_response,
+from exporter.codat.defaults import DEFAULT_BASE_URL, DEFAULT_REQUEST_TIMEOUT
+from exporter.codat.errors import MalformedResponseError, NotFoundError, clean_text
+from exporter.codat.models import (
+    Company,
+    CompanyListing,
+    Connection,
+    DataTypeStatus,
+    Page,
+    PullOperation,
+    RateLimitInfo,
+    RecordFailure,
+    SyncSettings,
 )
-from exporter.codat.models import Company, DataTypeStatus, Page, PullOperation, RateLimitInfo
 from exporter.codat.observer import NullObserver, RequestObserver
 from exporter.codat.paging import iterate_pages
 from exporter.codat.parsing import (
     ShapeError,
     parse_company,
+    parse_connection,
     parse_data_statuses,
     parse_page,
     parse_pull_operation,
-    parse_rate_limit,
-    parse_retry_after,
+    parse_sync_settings,
 )
 from exporter.codat.ratelimit import ConcurrencyLimit, TokenBucket
-from exporter.codat.retry import Failure, GiveUp, RetryPolicy, decide_retry
+from exporter.codat.requester import Requester
+from exporter.codat.retry import RetryPolicy
+from exporter.codat.transport import Timeouts
+from exporter.common.clock import utc_now
 
 T = TypeVar("T")
 
-DEFAULT_BASE_URL: Final = "https://api.codat.io"
 USER_AGENT: Final = f"codat-exporter/{__version__}"
 MAX_PAGE_SIZE: Final = 5000
 
@@ -60,42 +68,9 @@ HISTORY: Final = "history"
 PULL_OPERATION: Final = "pullOperation"
 REFRESH_DATA_TYPE: Final = "refreshDataType"
 REFRESH_ALL: Final = "refreshAll"
-
-log = logging.getLogger(__name__)
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def classify_exception(exc: requests.RequestException) -> Failure | None:
-    """Which kind of no-response failure an exception from ``requests`` is (None: not a network failure).
-
-    Only a failure to connect proves the request was never sent; that
-    distinction decides whether a refresh may be retried.
-    """
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return Failure.CONNECT
-    if isinstance(exc, requests.exceptions.ReadTimeout):
-        return Failure.READ_TIMEOUT
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        reason: object = exc.args[0] if exc.args else None
-        if isinstance(reason, MaxRetryError):
-            reason = reason.reason
-        if isinstance(reason, NewConnectionError | ConnectTimeoutError):
-            return Failure.CONNECT
-        return Failure.CONNECTION_LOST
-    if isinstance(exc, requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError):
-        return Failure.CONNECTION_LOST
-    return None
-
-
-_FAILURE_TEXT: Final[Mapping[Failure | None, str]] = {
-    Failure.CONNECT: "could not connect",
-    Failure.READ_TIMEOUT: "no answer within the read timeout",
-    Failure.CONNECTION_LOST: "connection lost before a complete response",
-    None: "request failed",
-}
+COMPANY_SYNC_SETTINGS: Final = "companySyncSettings"
+PROFILE_SYNC_SETTINGS: Final = "profileSyncSettings"
+CONNECTIONS: Final = "connections"
 
 
 def _segment(value: str) -> str:
@@ -120,6 +95,7 @@ class CodatClient:
         *,
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         max_retries: int = 4,
         retry_max_elapsed: float = 60.0,
         requests_per_minute: float = 300.0,
@@ -128,39 +104,40 @@ class CodatClient:
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], datetime] = _utc_now,
+        wall_clock: Callable[[], datetime] = utc_now,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         if not api_key:
             raise ValueError("api_key must not be empty")
         self.base_url = base_url.rstrip("/")
-        self._timeout = (connect_timeout, read_timeout)
-        self._policy = RetryPolicy(max_retries=max_retries, max_elapsed=retry_max_elapsed)
-        self._observer: RequestObserver = observer if observer is not None else NullObserver()
-        self._sleep = sleep
-        self._clock = clock
-        self._wall_clock = wall_clock
-        self._jitter = jitter
-        self._auth = authorization_header(api_key)
+        if request_timeout <= 0:
+            raise ValueError(f"request_timeout must be positive, got {request_timeout}")
+        auth = authorization_header(api_key)
         # Any of these could be echoed back in an error body; none may leave the client.
-        self._secrets = (api_key, self._auth, self._auth.removeprefix("Basic "))
-        self._headers = {"Authorization": self._auth, "User-Agent": USER_AGENT, "Accept": "application/json"}
-        self.pacer = TokenBucket(requests_per_minute, clock=clock, sleep=sleep)
-        self.concurrency = ConcurrencyLimit(max_concurrency)
-        self._owns_session = session is None
-        self._session = session if session is not None else self._new_session(max_concurrency)
-        self._rate_limit: RateLimitInfo | None = None
-        self._rate_limit_lock = threading.Lock()
+        self._secrets = (api_key, auth, auth.removeprefix("Basic "))
+        self._wall_clock = wall_clock
+        self._requester = Requester(
+            self.base_url,
+            headers={"Authorization": auth, "User-Agent": USER_AGENT, "Accept": "application/json"},
+            secrets=self._secrets,
+            timeouts=Timeouts(connect=connect_timeout, read=read_timeout, total=request_timeout),
+            policy=RetryPolicy(max_retries=max_retries, max_elapsed=retry_max_elapsed),
+            pacer=TokenBucket(requests_per_minute, clock=clock, sleep=sleep),
+            concurrency=ConcurrencyLimit(max_concurrency),
+            observer=observer if observer is not None else NullObserver(),
+            session=session,
+            sleep=sleep,
+            clock=clock,
+            wall_clock=wall_clock,
+            jitter=jitter,
+        )
+        self.pacer = self._requester.pacer
+        self.concurrency = self._requester.concurrency
 
-    @staticmethod
-    def _new_session(max_concurrency: int) -> requests.Session:
-        session = requests.Session()
-        # One pool per host, as many kept-alive connections as requests may be in flight;
-        # urllib3 retries off: retrying is decided here, where POSTs are told apart.
-        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(1, max_concurrency), max_retries=0)
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        return session
+    @property
+    def request_timeout(self) -> float:
+        """Seconds one attempt may take in total: connect, headers and body, however slowly they come."""
+        return self._requester.timeouts.total
 
     def __repr__(self) -> str:
         return f"CodatClient(base_url={self.base_url!r}, api_key={REDACTED!r})"
@@ -175,25 +152,37 @@ class CodatClient:
 
     def close(self) -> None:
         """Close the session's pooled connections (a session passed in by the caller is left open)."""
-        if self._owns_session:
-            self._session.close()
+        self._requester.close()
 
     @property
     def rate_limit(self) -> RateLimitInfo | None:
         """The ``X-Rate-Limit-*`` figures of the most recent response that carried them."""
-        with self._rate_limit_lock:
-            return self._rate_limit
+        return self._requester.rate_limit
 
     # --- operations -------------------------------------------------------------------------------
 
     def list_companies(
         self, *, query: str | None = None, tags: str | None = None, page: int = 1, page_size: int = 100
     ) -> Page[Company]:
-        """One page of ``GET /companies``, filtered by a Codat ``query`` and/or ``tags`` expression."""
+        """One page of ``GET /companies``, filtered by a Codat ``query`` and/or ``tags`` expression.
+
+        A company record that cannot be parsed does not fail the page: it is in
+        ``Page.failures`` (its id when readable, and the reason), and every
+        other company is in ``Page.results``.
+        """
         _check_paging(page, page_size)
         params = {"page": page, "pageSize": page_size, "query": query, "tags": tags}
-        body = self._get_json("/companies", COMPANIES, None, params)
-        return self._parse(COMPANIES, None, lambda: parse_page(body, _company_item, "companies"))
+        limit = limits.page_limit(page_size, limits.COMPANY_RECORD)
+        body = self._get_json("/companies", COMPANIES, None, params, limit=limit)
+        now = self._wall_clock()
+
+        def item(value: object, path: str) -> Company:
+            return parse_company(value, path, now)
+
+        parsed = self._parse(COMPANIES, None, lambda: parse_page(body, item, "companies", per_record=True))
+        if not parsed.failures:
+            return parsed
+        return replace(parsed, failures=tuple(clean_failure(f, self._secrets) for f in parsed.failures))
 
     def iter_companies(
         self,
@@ -203,16 +192,53 @@ class CodatClient:
         page_size: int = 1000,
         on_page: Callable[[Page[Company]], None] | None = None,
     ) -> Iterator[Company]:
-        """Every company, page after page (``on_page`` sees each page as it arrives)."""
+        """Every company, page after page (``on_page`` sees each page as it arrives).
+
+        Records that did not parse are skipped here; ``on_page`` sees them in
+        ``Page.failures`` (``list_all_companies`` collects them). A walk that
+        loops raises ``PagingError``.
+        """
         return iterate_pages(
             lambda n: self.list_companies(query=query, tags=tags, page=n, page_size=page_size),
             on_page=on_page,
+            page_size=page_size,
+            key=_company_id,
+            endpoint=COMPANIES,
         )
+
+    def list_all_companies(
+        self,
+        *,
+        query: str | None = None,
+        tags: str | None = None,
+        page_size: int = 1000,
+        on_page: Callable[[Page[Company]], None] | None = None,
+    ) -> CompanyListing:
+        """Every company of a complete listing walk, with the records that did not parse.
+
+        Raises a ``CodatError`` when the listing itself fails (a page could not
+        be read, or the walk looped: ``PagingError``); a bad record only lands
+        in ``CompanyListing.failures``.
+        """
+        pages = 0
+        failures: list[RecordFailure] = []
+
+        def seen(page: Page[Company]) -> None:
+            nonlocal pages
+            pages += 1
+            failures.extend(page.failures)
+            if on_page is not None:
+                on_page(page)
+
+        companies = tuple(self.iter_companies(query=query, tags=tags, page_size=page_size, on_page=seen))
+        return CompanyListing(companies=companies, failures=tuple(failures), pages=pages)
 
     def get_data_status(self, company_id: str) -> dict[str, DataTypeStatus]:
         """``GET /companies/{id}/dataStatus``: the sync status of every data type, keyed by data type."""
-        body = self._get_json(f"/companies/{_segment(company_id)}/dataStatus", DATA_STATUS, company_id)
-        return self._parse(DATA_STATUS, company_id, lambda: parse_data_statuses(body))
+        path = f"/companies/{_segment(company_id)}/dataStatus"
+        body = self._get_json(path, DATA_STATUS, company_id, limit=limits.DATA_STATUS)
+        now = self._wall_clock()
+        return self._parse(DATA_STATUS, company_id, lambda: parse_data_statuses(body, now))
 
     def get_data_status_for_type(self, company_id: str, data_type: str) -> DataTypeStatus:
         """The status of one data type (picked from ``dataStatus``; ``NotFoundError`` if absent)."""
@@ -230,8 +256,9 @@ class CodatClient:
         """``GET /companies/{id}/data/history/{datasetId}``: one pull operation."""
         path = f"/companies/{_segment(company_id)}/data/history/{_segment(dataset_id)}"
         body = self._get_json(path, PULL_OPERATION, company_id)
+        now = self._wall_clock()
         return self._parse(
-            PULL_OPERATION, company_id, lambda: parse_pull_operation(body, "pullOperation", company_id)
+            PULL_OPERATION, company_id, lambda: parse_pull_operation(body, "pullOperation", company_id, now)
         )
 
     def list_pull_operations(
@@ -246,10 +273,13 @@ class CodatClient:
         """One page of ``GET /companies/{id}/data/history`` (e.g. ``order_by="-requested"``)."""
         _check_paging(page, page_size)
         params = {"page": page, "pageSize": page_size, "query": query, "orderBy": order_by}
-        body = self._get_json(f"/companies/{_segment(company_id)}/data/history", HISTORY, company_id, params)
+        path = f"/companies/{_segment(company_id)}/data/history"
+        limit = limits.page_limit(page_size, limits.PULL_OPERATION_RECORD)
+        body = self._get_json(path, HISTORY, company_id, params, limit=limit)
+        now = self._wall_clock()
 
         def item(value: object, path: str) -> PullOperation:
-            return parse_pull_operation(value, path, company_id)
+            return parse_pull_operation(value, path, company_id, now)
 
         return self._parse(HISTORY, company_id, lambda: parse_page(body, item, "history"))
 
@@ -268,6 +298,10 @@ class CodatClient:
                 company_id, page=n, page_size=page_size, query=query, order_by=order_by
             ),
             on_page=on_page,
+            page_size=page_size,
+            key=_operation_id,
+            endpoint=HISTORY,
+            company_id=company_id,
         )
 
     def refresh_data_type(
@@ -281,14 +315,58 @@ class CodatClient:
         path = f"/companies/{_segment(company_id)}/data/queue/{_segment(data_type)}"
         params = {"connectionId": connection_id}
         _, body = self._request("POST", path, REFRESH_DATA_TYPE, company_id, params, idempotent=False)
+        now = self._wall_clock()
         return self._parse(
-            REFRESH_DATA_TYPE, company_id, lambda: parse_pull_operation(body, "pullOperation", company_id)
+            REFRESH_DATA_TYPE,
+            company_id,
+            lambda: parse_pull_operation(body, "pullOperation", company_id, now),
         )
 
     def refresh_all(self, company_id: str) -> None:
         """``POST /companies/{id}/data/all``: queue a sync of every "fetch on first link" data type."""
         path = f"/companies/{_segment(company_id)}/data/all"
         self._request("POST", path, REFRESH_ALL, company_id, None, idempotent=False, want_json=False)
+
+    def get_company_sync_settings(self, company_id: str) -> SyncSettings:
+        """``GET /companies/{id}/syncSettings`` (get-company-syncSettings): each data type's schedule
+        (``syncSchedule``, hours), ``fetchOnFirstLink`` and lock, as the company overrides them."""
+        path = f"/companies/{_segment(company_id)}/syncSettings"
+        body = self._get_json(path, COMPANY_SYNC_SETTINGS, company_id)
+        return self._parse(COMPANY_SYNC_SETTINGS, company_id, lambda: parse_sync_settings(body))
+
+    def get_profile_sync_settings(self) -> SyncSettings:
+        """``GET /profile/syncSettings`` (get-profile-syncSettings): the client-wide defaults."""
+        body = self._get_json("/profile/syncSettings", PROFILE_SYNC_SETTINGS, None)
+        return self._parse(PROFILE_SYNC_SETTINGS, None, lambda: parse_sync_settings(body))
+
+    def list_connections(
+        self, company_id: str, *, page: int = 1, page_size: int = 100, query: str | None = None
+    ) -> Page[Connection]:
+        """One page of ``GET /companies/{id}/connections`` (list-connections), each connection with
+        its ``dataConnectionErrors``."""
+        _check_paging(page, page_size)
+        params = {"page": page, "pageSize": page_size, "query": query}
+        path = f"/companies/{_segment(company_id)}/connections"
+        limit = limits.page_limit(page_size, limits.COMPANY_RECORD)
+        body = self._get_json(path, CONNECTIONS, company_id, params, limit=limit)
+        now = self._wall_clock()
+
+        def item(value: object, path: str) -> Connection:
+            return parse_connection(value, path, now)
+
+        return self._parse(CONNECTIONS, company_id, lambda: parse_page(body, item, "connections"))
+
+    def iter_connections(
+        self, company_id: str, *, query: str | None = None, page_size: int = 100
+    ) -> Iterator[Connection]:
+        """Every connection of a company matching ``query``, page after page."""
+        return iterate_pages(
+            lambda n: self.list_connections(company_id, page=n, page_size=page_size, query=query),
+            page_size=page_size,
+            key=lambda c: c.id,
+            endpoint=CONNECTIONS,
+            company_id=company_id,
+        )
 
     # --- plumbing ---------------------------------------------------------------------------------
 
@@ -297,15 +375,25 @@ class CodatClient:
             return parse()
         except ShapeError as exc:
             raise MalformedResponseError(
-                f"unexpected response shape: {redact(str(exc), self._secrets)}",
+                f"unexpected response shape: {clean_text(redact(str(exc), self._secrets))}",
                 endpoint=endpoint,
                 company_id=company_id,
             ) from None
+        except RecursionError:
+            raise MalformedResponseError(
+                "unexpected response shape: nested too deeply", endpoint=endpoint, company_id=company_id
+            ) from None
 
     def _get_json(
-        self, path: str, endpoint: str, company_id: str | None, params: Mapping[str, Any] | None = None
+        self,
+        path: str,
+        endpoint: str,
+        company_id: str | None,
+        params: Mapping[str, Any] | None = None,
+        *,
+        limit: int = limits.SINGLE_OBJECT,
     ) -> object:
-        _, body = self._request("GET", path, endpoint, company_id, params, idempotent=True)
+        _, body = self._request("GET", path, endpoint, company_id, params, idempotent=True, limit=limit)
         return body
 
     def _request(
@@ -318,115 +406,24 @@ class CodatClient:
         *,
         idempotent: bool,
         want_json: bool = True,
+        limit: int = limits.SINGLE_OBJECT,
     ) -> tuple[int, object]:
         """Send one logical request with pacing and retries; return (status, decoded JSON body)."""
-        url = self.base_url + path
-        query = {k: v for k, v in (params or {}).items() if v is not None}
-        started = self._clock()
-        retries_done = 0
-        while True:
-            response, failure, error = self._attempt(method, url, query, endpoint, company_id)
-            if response is not None and 200 <= response.status_code < 300:
-                return response.status_code, self._decode_success(response, endpoint, company_id, want_json)
-            if error is None:  # pragma: no cover - _attempt returns an error for every non-2xx outcome
-                raise AssertionError("no error for a failed attempt")
-            status = response.status_code if response is not None else None
-            retry_after = (
-                parse_retry_after(response.headers.get("Retry-After"), self._wall_clock())
-                if response is not None
-                else None
-            )
-            decision = decide_retry(
-                idempotent=idempotent,
-                status=status,
-                failure=failure,
-                retry_after=retry_after,
-                retries_done=retries_done,
-                elapsed=self._clock() - started,
-                policy=self._policy,
-                jitter=self._jitter(),
-            )
-            if isinstance(decision, GiveUp):
-                if retries_done:
-                    log.info("giving up on %s %s after %d retries: %s", method, endpoint, retries_done, error)
-                raise error
-            log.info(
-                "Codat %s %s%s: %s; retry %d of %d in %.2fs",
-                method,
-                endpoint,
-                f" (company {company_id})" if company_id else "",
-                f"HTTP {status}" if status is not None else (failure or "failure"),
-                retries_done + 1,
-                self._policy.max_retries,
-                decision.delay,
-            )
-            self._sleep(decision.delay)
-            retries_done += 1
-
-    def _attempt(
-        self, method: str, url: str, query: Mapping[str, Any], endpoint: str, company_id: str | None
-    ) -> tuple[requests.Response | None, Failure | None, CodatError | None]:
-        """One HTTP attempt: (response, no-response failure kind, error to raise if this is the last)."""
-        self.pacer.acquire()
-        with self.concurrency:
-            began = self._clock()
-            try:
-                response = self._session.request(
-                    method, url, params=query, headers=self._headers, timeout=self._timeout
-                )
-            except requests.RequestException as exc:
-                self._observer.on_request(endpoint, "error", self._clock() - began)
-                failure = classify_exception(exc)
-                text = f"{_FAILURE_TEXT[failure]} ({self.base_url}, {type(exc).__name__})"
-                return None, failure, CodatConnectionError(text, endpoint=endpoint, company_id=company_id)
-            self._observer.on_request(endpoint, str(response.status_code), self._clock() - began)
-        self._remember_rate_limit(response)
-        if 200 <= response.status_code < 300:
-            return response, None, None
-        return response, None, self._error_from(response, endpoint, company_id)
-
-    def _remember_rate_limit(self, response: requests.Response) -> None:
-        info = parse_rate_limit(response.headers, self._wall_clock())
-        if info is None:
-            return
-        with self._rate_limit_lock:
-            self._rate_limit = info
-        self._observer.on_rate_limit(info)
-
-    def _error_from(self, response: requests.Response, endpoint: str, company_id: str | None) -> CodatError:
-        text = redact(response.text, self._secrets)
-        try:
-            body: object = response.json()
-        except ValueError:
-            body = None
-        if isinstance(body, dict) and isinstance(body.get("error"), str):
-            body = {**body, "error": redact(body["error"], self._secrets)}
-        retry_after = parse_retry_after(response.headers.get("Retry-After"), self._wall_clock())
-        return error_from_response(
-            response.status_code,
-            body,
-            raw_text=text,
-            endpoint=endpoint,
-            company_id=company_id,
-            retry_after=retry_after,
+        return self._requester.request(
+            method,
+            path,
+            endpoint,
+            company_id,
+            params,
+            idempotent=idempotent,
+            want_json=want_json,
+            limit=limit,
         )
 
-    def _decode_success(
-        self, response: requests.Response, endpoint: str, company_id: str | None, want_json: bool
-    ) -> object:
-        if not want_json:
-            return None
-        try:
-            return response.json()
-        except ValueError:
-            content_type = response.headers.get("Content-Type", "no content type")
-            raise MalformedResponseError(
-                f"response is not JSON ({content_type}, {len(response.content)} bytes)",
-                status_code=response.status_code,
-                endpoint=endpoint,
-                company_id=company_id,
-            ) from None
+
+def _company_id(company: Company) -> str:
+    return company.id
 
 
-def _company_item(value: object, path: str) -> Company:
-    return parse_company(value, path)
+def _operation_id(operation: PullOperation) -> str:
+    return operation.id

@@ -4,7 +4,9 @@ Every error carries what Codat's ``ErrorMessage`` body said (status code,
 service, error text, correlation id) plus the endpoint label and company the
 call was for, so one log line is enough to open a support ticket. ``str()`` is
 one readable line; the API key never appears in it (the client redacts it from
-any text it copies out of a response).
+every field it copies out of a response), and every field taken from a response
+is folded to one line of bounded length, so a hostile body cannot forge log
+lines or flood them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ _ALREADY_IN_PROGRESS: Final = "DatasetAlreadyInProgressException"
 _RUNNING_DATASET_RE: Final = re.compile(r"previous sync ([0-9a-fA-F-]{36})")
 _DATA_TYPE_RE: Final = re.compile(r"Cannot queue (\S+) sync")
 _MAX_ERROR_TEXT: Final = 300
+_MAX_FIELD_TEXT: Final = 100
+# Control characters (C0, DEL, C1, Unicode line/paragraph separators) could start a forged log line.
+_CONTROL_RE: Final = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+# A lone surrogate cannot be encoded as UTF-8: it would break whichever output writes it.
+_SURROGATE_RE: Final = re.compile("[\ud800-\udfff]")
 
 
 class CodatError(Exception):
@@ -127,6 +134,14 @@ class MalformedResponseError(CodatError):
     """The response was not JSON, or not the shape the endpoint documents."""
 
 
+class ResponseTooLargeError(MalformedResponseError):
+    """The response body exceeded the size Codat can legitimately send for that endpoint."""
+
+
+class PagingError(MalformedResponseError):
+    """A paged walk was stopped: a page repeated, or more pages than ``totalResults`` justifies."""
+
+
 class CodatConnectionError(CodatError):
     """No response at all after retries: timeout, connection refused or reset."""
 
@@ -141,15 +156,22 @@ _BY_STATUS: Final[Mapping[int, type[CodatError]]] = {
 }
 
 
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
+def clean_text(text: str, limit: int = _MAX_ERROR_TEXT) -> str:
+    """``text`` as one printable line of at most ``limit`` characters (for text taken from a response).
 
-
-def _one_line(text: str) -> str:
-    flat = " ".join(text.split())
-    if len(flat) > _MAX_ERROR_TEXT:
-        return flat[: _MAX_ERROR_TEXT - 1] + "…"
+    Control characters and runs of whitespace fold to one space, lone
+    surrogates become U+FFFD, and a longer text is cut with an ellipsis.
+    """
+    flat = " ".join(_CONTROL_RE.sub(" ", _SURROGATE_RE.sub("\ufffd", text)).split())
+    if len(flat) > limit:
+        return flat[: limit - 1] + "…"
     return flat
+
+
+def _text(value: object, limit: int = _MAX_FIELD_TEXT) -> str | None:
+    if not isinstance(value, str):
+        return None
+    return clean_text(value, limit) or None
 
 
 def already_in_progress_details(error_text: str) -> tuple[str | None, str | None] | None:
@@ -177,7 +199,7 @@ def error_from_response(
     gateway's HTML page, say).
     """
     fields: Mapping[str, Any] = body if isinstance(body, Mapping) else {}
-    error_text = _text(fields.get("error")) or _one_line(raw_text) or f"HTTP {status_code}"
+    error_text = _text(fields.get("error"), _MAX_ERROR_TEXT) or clean_text(raw_text) or f"HTTP {status_code}"
     detailed = fields.get("detailedErrorCode")
     if isinstance(detailed, bool) or not isinstance(detailed, int):
         detailed = None

@@ -1,4 +1,4 @@
-"""Pure, tolerant parsing of Codat JSON bodies and headers into the typed models.
+"""Pure, tolerant parsing of Codat JSON bodies into the typed models.
 
 Tolerant where Codat is known to be loose (a never-synced data type has no
 ``currentStatus``; the ``dataStatus`` object may hold ``null`` entries;
@@ -12,72 +12,39 @@ raises :class:`ShapeError` naming the field path; the client turns it into a
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta, timezone
-from email.utils import parsedate_to_datetime
+from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
 
-from exporter.codat.models import Company, Connection, DataTypeStatus, Page, PullOperation, RateLimitInfo
+# Re-exported: timestamp and header parsing lived here before they got modules of their own.
+from exporter.codat.headers import MAX_RETRY_AFTER as MAX_RETRY_AFTER
+from exporter.codat.headers import parse_http_date as parse_http_date
+from exporter.codat.headers import parse_rate_limit as parse_rate_limit
+from exporter.codat.headers import parse_rate_limit_reset as parse_rate_limit_reset
+from exporter.codat.headers import parse_retry_after as parse_retry_after
+from exporter.codat.models import (
+    Company,
+    Connection,
+    DataConnectionError,
+    DataTypeStatus,
+    Page,
+    PullOperation,
+    RecordFailure,
+    SyncSetting,
+    SyncSettings,
+)
+from exporter.codat.timestamps import format_timestamp as format_timestamp
+from exporter.codat.timestamps import parse_timestamp
 
 T = TypeVar("T")
 
-_TIMESTAMP_RE: Final = re.compile(
-    r"""^(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})
-        [Tt ](?P<hour>\d{2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?:[.,](?P<fraction>\d{1,7}))?)?
-        (?P<zone>[Zz]|[+-]\d{2}:?\d{2})?$""",
-    re.VERBOSE,
-)
-# Epoch readings below this are taken as "seconds from now", not as a date in 1973.
-_RELATIVE_RESET_LIMIT: Final = 1_000_000_000
-MAX_RETRY_AFTER: Final = 86400.0
-"""Longest ``Retry-After`` taken at its word: Codat's quota is daily, so no wait needs to be longer."""
+MAX_FUTURE_SKEW: Final = timedelta(days=1)
+"""How far past "now" a Codat timestamp may lie before it is malformed data rather than clock skew."""
+_MAX_ID_IN_REASON: Final = 100
 
 
 class ShapeError(ValueError):
     """A response body did not have the documented shape; the message names the field path."""
-
-
-def parse_timestamp(value: str) -> datetime:
-    """Parse a Codat timestamp into an aware UTC datetime.
-
-    Accepts 0–7 fractional digits (digits past microseconds are truncated),
-    ``Z`` or ``±HH:MM``/``±HHMM`` offsets, and naive values, which Codat-made
-    sync timestamps mean as UTC. Raises ``ValueError`` naming the problem for
-    anything else, including impossible values such as ``23:59:99Z``.
-    """
-    match = _TIMESTAMP_RE.match(value.strip())
-    if match is None:
-        raise ValueError(f"not an ISO 8601 timestamp: {value!r}")
-    fraction = (match["fraction"] or "").ljust(6, "0")[:6]
-    tz: timezone = UTC
-    zone = match["zone"]
-    if zone and zone not in ("Z", "z"):
-        sign = 1 if zone[0] == "+" else -1
-        digits = zone[1:].replace(":", "")
-        hours, minutes = int(digits[:2]), int(digits[2:])
-        if hours > 23 or minutes > 59:
-            raise ValueError(f"invalid UTC offset in timestamp {value!r}")
-        tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
-    try:
-        parsed = datetime(
-            int(match["year"]),
-            int(match["month"]),
-            int(match["day"]),
-            int(match["hour"]),
-            int(match["minute"]),
-            int(match["second"] or 0),
-            int(fraction),
-            tzinfo=tz,
-        )
-    except ValueError as exc:
-        raise ValueError(f"invalid timestamp {value!r}: {exc}") from exc
-    return parsed.astimezone(UTC)
-
-
-def format_timestamp(value: datetime) -> str:
-    """Format an aware datetime as ISO 8601 UTC with a ``Z`` (what ``--json`` output uses)."""
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 # --- field readers: each names the path of the field it failed on --------------------------------
@@ -113,20 +80,27 @@ def _optional_str(obj: Mapping[str, Any], key: str, path: str) -> str | None:
     return value
 
 
-def _optional_timestamp(obj: Mapping[str, Any], key: str, path: str) -> datetime | None:
+def _optional_timestamp(
+    obj: Mapping[str, Any], key: str, path: str, now: datetime | None = None
+) -> datetime | None:
     value = obj.get(key)
     if value is None or value == "":
         return None
     if not isinstance(value, str):
         raise ShapeError(f"{path}.{key}: expected a timestamp string, got {_kind(value)}")
     try:
-        return parse_timestamp(value)
+        parsed = parse_timestamp(value)
     except ValueError as exc:
         raise ShapeError(f"{path}.{key}: {exc}") from exc
+    if now is not None and parsed - now > MAX_FUTURE_SKEW:
+        # Every Codat timestamp records something that already happened; an age below zero would lie.
+        days = (parsed - now).total_seconds() / 86400
+        raise ShapeError(f"{path}.{key}: {value!r} is {days:,.0f} days in the future (malformed data)")
+    return parsed
 
 
-def _required_timestamp(obj: Mapping[str, Any], key: str, path: str) -> datetime:
-    value = _optional_timestamp(obj, key, path)
+def _required_timestamp(obj: Mapping[str, Any], key: str, path: str, now: datetime | None = None) -> datetime:
+    value = _optional_timestamp(obj, key, path, now)
     if value is None:
         raise ShapeError(f"{path}.{key}: missing timestamp")
     return value
@@ -168,33 +142,40 @@ def _optional_list(obj: Mapping[str, Any], key: str, path: str) -> list[Any]:
 # --- models ---------------------------------------------------------------------------------------
 
 
-def parse_data_status(key: str, entry: object, path: str = "dataStatus") -> DataTypeStatus:
-    """Parse one entry of the ``dataStatus`` object (keyed by ``key``)."""
+def parse_data_status(
+    key: str, entry: object, path: str = "dataStatus", now: datetime | None = None
+) -> DataTypeStatus:
+    """Parse one entry of the ``dataStatus`` object (keyed by ``key``).
+
+    With ``now``, a timestamp more than ``MAX_FUTURE_SKEW`` ahead of it is malformed.
+    """
     here = f"{path}.{key}"
     obj = _object(entry, here)
     data_type = _optional_str(obj, "dataType", here) or key
     return DataTypeStatus(
         data_type=data_type,
         current_status=_optional_str(obj, "currentStatus", here) or None,
-        last_successful_sync=_optional_timestamp(obj, "lastSuccessfulSync", here),
+        last_successful_sync=_optional_timestamp(obj, "lastSuccessfulSync", here, now),
         latest_sync_id=_optional_str(obj, "latestSyncId", here) or None,
         latest_successful_sync_id=_optional_str(obj, "latestSuccessfulSyncId", here) or None,
     )
 
 
-def parse_data_statuses(body: object) -> dict[str, DataTypeStatus]:
+def parse_data_statuses(body: object, now: datetime | None = None) -> dict[str, DataTypeStatus]:
     """Parse a ``dataStatus`` body: an object keyed by data type; ``null`` entries are skipped."""
     obj = _object(body, "dataStatus")
     statuses: dict[str, DataTypeStatus] = {}
     for key, entry in obj.items():
         if entry is None:
             continue
-        status = parse_data_status(key, entry)
+        status = parse_data_status(key, entry, now=now)
         statuses[status.data_type] = status
     return statuses
 
 
-def parse_pull_operation(body: object, path: str = "pullOperation", company_id: str = "") -> PullOperation:
+def parse_pull_operation(
+    body: object, path: str = "pullOperation", company_id: str = "", now: datetime | None = None
+) -> PullOperation:
     """Parse a pull operation (dataset); ``company_id`` fills a missing ``companyId``."""
     obj = _object(body, path)
     return PullOperation(
@@ -203,8 +184,8 @@ def parse_pull_operation(body: object, path: str = "pullOperation", company_id: 
         connection_id=_optional_str(obj, "connectionId", path) or None,
         data_type=_required_str(obj, "dataType", path),
         status=_required_str(obj, "status", path),
-        requested=_required_timestamp(obj, "requested", path),
-        completed=_optional_timestamp(obj, "completed", path),
+        requested=_required_timestamp(obj, "requested", path, now),
+        completed=_optional_timestamp(obj, "completed", path, now),
         progress=_optional_int(obj, "progress", path),
         is_completed=_optional_bool(obj, "isCompleted", path),
         is_errored=_optional_bool(obj, "isErrored", path),
@@ -213,8 +194,8 @@ def parse_pull_operation(body: object, path: str = "pullOperation", company_id: 
     )
 
 
-def parse_connection(body: object, path: str = "connection") -> Connection:
-    """Parse one ``dataConnections[]`` entry of a company."""
+def parse_connection(body: object, path: str = "connection", now: datetime | None = None) -> Connection:
+    """Parse one ``dataConnections[]`` entry of a company (or one ``GET …/connections`` result)."""
     obj = _object(body, path)
     return Connection(
         id=_required_str(obj, "id", path),
@@ -222,12 +203,78 @@ def parse_connection(body: object, path: str = "connection") -> Connection:
         status=_optional_str(obj, "status", path) or "",
         integration_key=_optional_str(obj, "integrationKey", path),
         source_type=_optional_str(obj, "sourceType", path),
-        last_sync=_optional_timestamp(obj, "lastSync", path),
-        created=_optional_timestamp(obj, "created", path),
+        last_sync=_optional_timestamp(obj, "lastSync", path, now),
+        created=_optional_timestamp(obj, "created", path, now),
+        errors=parse_connection_errors(obj.get("dataConnectionErrors")),
     )
 
 
-def parse_company(body: object, path: str = "company") -> Company:
+def parse_connection_errors(value: object) -> tuple[DataConnectionError, ...]:
+    """Read ``dataConnectionErrors`` leniently: they only inform a gauge, so an odd entry is
+    skipped and an odd field left empty rather than failing the company that carries them."""
+    if not isinstance(value, list):
+        return ()
+    errors = []
+    for item in value:
+        if not isinstance(item, Mapping):
+            continue
+        code = item.get("statusCode")
+        errors.append(
+            DataConnectionError(
+                status_code=str(code) if isinstance(code, str | int) and not isinstance(code, bool) else None,
+                status_text=_lenient_str(item.get("statusText")),
+                error_message=_lenient_str(item.get("errorMessage")),
+                errored_on=_lenient_timestamp(item.get("erroredOnUtc")),
+                status=_lenient_str(item.get("status")),
+                resolved_on=_lenient_timestamp(item.get("resolvedOnUtc")),
+            )
+        )
+    return tuple(errors)
+
+
+def _lenient_str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _lenient_timestamp(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_timestamp(value)
+    except ValueError:
+        return None
+
+
+def parse_sync_setting(body: object, path: str = "syncSetting") -> SyncSetting:
+    """Parse one ``SyncSetting`` (``dataType`` and ``syncSchedule`` in whole hours are required)."""
+    obj = _object(body, path)
+    hours = _optional_int(obj, "syncSchedule", path, default=-1)
+    if hours < 0:
+        raise ShapeError(
+            f"{path}.syncSchedule: expected hours (0 or more), got {_kind(obj.get('syncSchedule'))}"
+        )
+    return SyncSetting(
+        data_type=_required_str(obj, "dataType", path),
+        sync_schedule_hours=hours,
+        fetch_on_first_link=_optional_bool(obj, "fetchOnFirstLink", path),
+        sync_order=_optional_int(obj, "syncOrder", path),
+        is_locked=_optional_bool(obj, "isLocked", path),
+    )
+
+
+def parse_sync_settings(body: object, path: str = "syncSettings") -> SyncSettings:
+    """Parse ``CompanySyncSettings`` or the client-wide ``SyncSettings``."""
+    obj = _object(body, path)
+    items = _optional_list(obj, "settings", path)
+    return SyncSettings(
+        settings=tuple(parse_sync_setting(item, f"{path}.settings[{i}]") for i, item in enumerate(items)),
+        company_id=_optional_str(obj, "companyId", path),
+        client_id=_optional_str(obj, "clientId", path),
+        overrides_defaults=_optional_bool(obj, "overridesDefaults", path),
+    )
+
+
+def parse_company(body: object, path: str = "company", now: datetime | None = None) -> Company:
     """Parse a company as listed by ``GET /companies``."""
     obj = _object(body, path)
     raw_tags = obj.get("tags")
@@ -240,124 +287,66 @@ def parse_company(body: object, path: str = "company") -> Company:
         id=_required_str(obj, "id", path),
         name=_optional_str(obj, "name", path) or "",
         description=_optional_str(obj, "description", path),
-        created=_optional_timestamp(obj, "created", path),
-        last_sync=_optional_timestamp(obj, "lastSync", path),
+        created=_optional_timestamp(obj, "created", path, now),
+        last_sync=_optional_timestamp(obj, "lastSync", path, now),
         tags=tags,
         connections=tuple(
-            parse_connection(item, f"{path}.dataConnections[{i}]") for i, item in enumerate(raw_connections)
+            parse_connection(item, f"{path}.dataConnections[{i}]", now)
+            for i, item in enumerate(raw_connections)
         ),
     )
 
 
-def parse_page(body: object, parse_item: Callable[[object, str], T], path: str = "page") -> Page[T]:
-    """Parse a paged list body (``results``, ``pageNumber``, ``pageSize``, ``totalResults``, ``_links``)."""
-    obj = _object(body, path)
-    results = _optional_list(obj, "results", path)
-    for key in ("pageNumber", "pageSize", "totalResults"):
-        if key not in obj:
-            raise ShapeError(f"{path}.{key}: missing")
-    next_href: str | None = None
-    links = obj.get("_links")
+def _href(links: object, name: str) -> str | None:
     if isinstance(links, Mapping):
-        nxt = links.get("next")
-        if isinstance(nxt, Mapping) and isinstance(nxt.get("href"), str):
-            next_href = nxt["href"]
-    return Page(
-        results=tuple(parse_item(item, f"{path}.results[{i}]") for i, item in enumerate(results)),
-        page_number=_optional_int(obj, "pageNumber", path),
-        page_size=_optional_int(obj, "pageSize", path),
-        total_results=_optional_int(obj, "totalResults", path),
-        next_href=next_href,
-    )
-
-
-# --- headers --------------------------------------------------------------------------------------
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    lowered = name.lower()
-    for key, value in headers.items():
-        if key.lower() == lowered:
-            return value.strip()
+        link = links.get(name)
+        if isinstance(link, Mapping) and isinstance(link.get("href"), str):
+            return str(link["href"])
     return None
 
 
-def parse_http_date(value: str) -> datetime | None:
-    """An RFC 1123 / RFC 850 / asctime HTTP date as aware UTC, or None."""
-    try:
-        parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+def parse_page(
+    body: object, parse_item: Callable[[object, str], T], path: str = "page", *, per_record: bool = False
+) -> Page[T]:
+    """Parse a paged list body (``results``, ``pageNumber``, ``pageSize``, ``totalResults``, ``_links``).
 
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date); None if absent/bad.
-
-    At most ``MAX_RETRY_AFTER``: callers add the wait to a datetime, which a huge value would overflow.
+    By default one bad record fails the page. With ``per_record``, a record that
+    cannot be parsed becomes a :class:`RecordFailure` in ``Page.failures`` (its
+    id when it has a readable one, and why) and every other record is kept.
     """
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        when = parse_http_date(text)
-        if when is None:
-            return None
-        return min(MAX_RETRY_AFTER, max(0.0, (when - now).total_seconds()))
-    if not math.isfinite(seconds) or seconds < 0:
-        return None
-    return min(MAX_RETRY_AFTER, seconds)
-
-
-def parse_rate_limit_reset(value: str | None, now: datetime) -> datetime | None:
-    """``X-Rate-Limit-Reset``, whose format Codat does not document: RFC 1123, ISO 8601 or epoch.
-
-    A small number is read as seconds from ``now`` (some APIs send a delta); an
-    epoch in milliseconds is scaled down. Anything else gives None.
-    """
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        number = float(text)
-    except ValueError:
-        pass
-    else:
-        if number != number or number < 0:
-            return None
-        if number < _RELATIVE_RESET_LIMIT:
-            return now + timedelta(seconds=number)
-        if number > _RELATIVE_RESET_LIMIT * 1000:
-            number /= 1000
+    obj = _object(body, path)
+    items = _optional_list(obj, "results", path)
+    for key in ("pageNumber", "pageSize", "totalResults"):
+        if key not in obj:
+            raise ShapeError(f"{path}.{key}: missing")
+    results: list[T] = []
+    failures: list[RecordFailure] = []
+    for i, item in enumerate(items):
+        here = f"{path}.results[{i}]"
+        if not per_record:
+            results.append(parse_item(item, here))
+            continue
         try:
-            return datetime.fromtimestamp(number, UTC)
-        except (OverflowError, OSError, ValueError):
-            return None
-    try:
-        return parse_timestamp(text)
-    except ValueError:
-        return parse_http_date(text)
+            results.append(parse_item(item, here))
+        except ShapeError as exc:
+            failures.append(RecordFailure(index=i, id=_record_id(item), reason=str(exc)))
+    links = obj.get("_links")
+    return Page(
+        results=tuple(results),
+        page_number=_optional_int(obj, "pageNumber", path),
+        page_size=_optional_int(obj, "pageSize", path),
+        total_results=_optional_int(obj, "totalResults", path),
+        next_href=_href(links, "next"),
+        self_href=_href(links, "self"),
+        failures=tuple(failures),
+    )
 
 
-def _header_int(headers: Mapping[str, str], name: str) -> int | None:
-    value = _header(headers, name)
-    if value is None:
+def _record_id(item: object) -> str | None:
+    """The ``id`` of a record that failed to parse, when it has a usable one (to say who failed)."""
+    if not isinstance(item, Mapping):
         return None
-    try:
-        return int(float(value))
-    except (ValueError, OverflowError):  # not a number, NaN, or infinite
+    value = item.get("id")
+    if not isinstance(value, str) or not value or len(value) > _MAX_ID_IN_REASON:
         return None
-
-
-def parse_rate_limit(headers: Mapping[str, str], now: datetime) -> RateLimitInfo | None:
-    """The ``X-Rate-Limit-Limit/-Remaining/-Reset`` headers, or None when none is usable."""
-    limit = _header_int(headers, "X-Rate-Limit-Limit")
-    remaining = _header_int(headers, "X-Rate-Limit-Remaining")
-    reset = parse_rate_limit_reset(_header(headers, "X-Rate-Limit-Reset"), now)
-    if limit is None and remaining is None and reset is None:
-        return None
-    return RateLimitInfo(limit=limit, remaining=remaining, reset=reset, observed_at=now)
+    return value

@@ -24,6 +24,9 @@ class Failure(StrEnum):
     CONNECT = "connect"  # refused or connect timeout: nothing was sent
     READ_TIMEOUT = "read_timeout"  # sent, no answer in time: may have been processed
     CONNECTION_LOST = "connection_lost"  # reset or closed after sending: may have been processed
+    DEADLINE = (
+        "deadline"  # sent, answer not complete by the request's total deadline: may have been processed
+    )
 
 
 class GiveUpReason(StrEnum):

@@ -1,9 +1,24 @@
 """Codat dataset statuses: the known values and pure classifications of them.
 
 Codat reuses one enum (the pull-operation ``status``) for a data type's
-``currentStatus``, for pull operations and for ``read.completed`` webhooks.
-Statuses are kept as plain strings everywhere: a value Codat adds tomorrow must
-flow through the exporter as "unknown", never crash it.
+``currentStatus``, for pull operations and for ``read.completed`` webhooks
+(Platform API spec: ``PullOperation.status``, 21 values). Statuses are kept as
+plain strings everywhere: a value Codat adds tomorrow must flow through the
+exporter as "unknown", never crash it.
+
+How ``codat_data_status`` names a pair's status (issue 12.5): every documented
+status is visible by name in every mode, and ``Other`` means only that the
+exporter does not know the status (a value outside the documented enum, or no
+status at all: a data type that never synced). The modes differ in which
+series are always present:
+
+* ``default``: the seed's seven statuses and ``Other`` are always present (0 or
+  1); a documented status outside those seven (Queued, Fetching, Mapping,
+  Cancelled, PermissionsError, …) adds its own series, 1, while it is current,
+  like kube-state-metrics' waiting ``reason``. 8 series per pair, 9 while a pair
+  is in such a status; the one-hot sum stays 1.
+* ``full``: all 21 documented statuses and ``Other``, always: 22 series per pair.
+* ``sparse``: only the current status: 1 series per pair.
 """
 
 from __future__ import annotations
@@ -23,7 +38,7 @@ class StatusClass(StrEnum):
 
 
 OTHER: Final = "Other"
-"""Catch-all one-hot label for statuses outside the configured set (and never-synced pairs)."""
+"""Catch-all one-hot label: a status outside Codat's documented enum, or none (a never-synced pair)."""
 
 SEED_STATUSES: Final[tuple[str, ...]] = (
     "Complete",
@@ -90,6 +105,8 @@ ALL_STATUSES: Final[tuple[str, ...]] = (
 )
 """Every value of the spec's dataset status enum, in the spec's order."""
 
+_DOCUMENTED: Final = frozenset(ALL_STATUSES)
+
 CONNECTION_STATUSES: Final[tuple[str, ...]] = ("PendingAuth", "Linked", "Unlinked", "Deauthorized")
 """Every value of the spec's data connection status enum."""
 
@@ -124,10 +141,21 @@ def is_in_progress(status: str | None) -> bool:
 
 
 def one_hot_label(status: str | None, status_set: tuple[str, ...]) -> str:
-    """The ``status`` label value a pair gets: itself if in the set, else ``Other``."""
-    if status is not None and status in status_set:
+    """The ``status`` label value a pair gets: itself if in the set or documented, else ``Other``."""
+    if status is not None and (status in status_set or status in _DOCUMENTED):
         return status
     return OTHER
+
+
+def one_hot_series(status: str | None, status_set: tuple[str, ...]) -> list[tuple[str, int]]:
+    """The ``(status label, value)`` series of one pair: every status of ``status_set`` (1 for
+    the current one, else 0), plus the current status with 1 when it is documented but outside
+    the set. Exactly one value is 1."""
+    active = one_hot_label(status, status_set)
+    series = [(s, 1 if s == active else 0) for s in status_set]
+    if active not in status_set:
+        series.append((active, 1))
+    return series
 
 
 def connection_status_label(status: str | None) -> str:

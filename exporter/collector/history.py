@@ -123,6 +123,40 @@ class ScanResult:
     baseline: bool = False
     """True for a company's first scan: its terminal operations finished before the exporter
     watched, so they only mark (data_type, status) series to start at zero, and are not counted."""
+    zero: tuple[PullOperation, ...] = ()
+    """Operations that only mark their (data_type, status) series to start at zero."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRead:
+    """One company's history read: the ledger to keep, what to count, and the pages it cost."""
+
+    ledger: HistoryLedger
+    result: ScanResult
+    pages: int
+
+
+def split_baseline(result: ScanResult, baseline_sync_ids: Mapping[str, str | None]) -> ScanResult:
+    """Count what happened after a first dataStatus read that skipped the history baseline.
+
+    A company's first read skips ``data/history`` when nothing is running, so its first scan
+    happens only once a ``latestSyncId`` moved. That scan's page holds both the operations the
+    earlier reads already summed up (``baseline_sync_ids``: each data type's ``latestSyncId`` as
+    last read, and anything older of that type) and the new ones, newest first. The new ones are
+    counted; the rest only start their series at zero.
+    """
+    if not result.baseline:
+        return result
+    reached: set[str] = set()
+    counted: list[PullOperation] = []
+    zero: list[PullOperation] = []
+    for op in result.new_terminal:  # newest first, as the page listed them
+        if op.data_type in reached or op.id == baseline_sync_ids.get(op.data_type):
+            reached.add(op.data_type)
+            zero.append(op)
+        else:
+            counted.append(op)
+    return ScanResult(tuple(counted), result.open, baseline=False, zero=result.zero + tuple(zero))
 
 
 class HistoryScan:

@@ -27,6 +27,7 @@ from enum import StrEnum
 from typing import Final
 
 from exporter.codat.models import Company, DataTypeStatus
+from exporter.codat.statuses import is_in_progress
 from exporter.collector.sharding import phase
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -47,13 +48,16 @@ PRIORITY: Final[Mapping[PollReason, int]] = {reason: rank for rank, reason in en
 
 ESTIMATED_COST: Final[Mapping[PollReason, float]] = {
     PollReason.WEBHOOK: 2.0,
-    PollReason.NEW: 2.0,
+    PollReason.NEW: 1.0,
     PollReason.CHANGED: 2.0,
     PollReason.OPEN: 2.0,
     PollReason.RETRY: 2.0,
     PollReason.SWEEP: 1.0,
 }
-"""Requests a poll is expected to cost: dataStatus, plus one history page when something moved."""
+"""Requests a poll is expected to cost: dataStatus, plus one history page when something moved.
+
+A company's first read costs one request: its history baseline waits until a ``latestSyncId``
+moves (or is read at once when a sync is running), so a start-up sweep is one request a company."""
 
 CHANGE_DETECTION_SHARE: Final = 0.5
 """At most this share of the daily budget goes to ``GET /companies``; the interval stretches if needed."""
@@ -85,6 +89,7 @@ class PlanSettings:
     open_sync_interval: float = 300.0
     """How often a company with a sync in progress is re-read (its lastSync moves when it ends anyway)."""
     max_retry_backoff: float = 3600.0
+    """The longest wait between retries of a failing company (never longer than a full sweep)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,10 +126,15 @@ def last_sync_moved(state: CompanyPollState, company: Company) -> bool:
 
 
 def retry_backoff(failures: int, settings: PlanSettings) -> float:
-    """Seconds to wait after ``failures`` consecutive failures: the interval, doubling, capped."""
+    """Seconds to wait after ``failures`` consecutive failures: the interval, doubling, capped.
+
+    The cap is ``max_retry_backoff``, or the full sweep interval when that is shorter: a failing
+    company is never read less often than a healthy one.
+    """
     if failures <= 0:
         return 0.0
-    return min(settings.max_retry_backoff, settings.poll_interval * 2.0 ** min(failures - 1, 30))
+    cap = min(settings.max_retry_backoff, settings.full_sweep_interval)
+    return min(cap, settings.poll_interval * 2.0 ** min(failures - 1, 30))
 
 
 def sweep_due(company_id: str, last_status_poll: datetime | None, now: datetime, interval: float) -> bool:
@@ -149,11 +159,13 @@ def poll_reason(
     """Why this company's dataStatus should be read this cycle, or None if it need not be."""
     if state is None or (state.last_status_poll is None and state.failures == 0):
         return PollReason.NEW
+    if last_sync_moved(state, company):
+        # New data is read at once, even for a company on its retry backoff: a failed poll
+        # records the lastSync values it saw, so only a real move gets here.
+        return PollReason.CHANGED
     if state.failures > 0:
         since = (now - state.last_attempt).total_seconds() if state.last_attempt else math.inf
         return PollReason.RETRY if since >= retry_backoff(state.failures, settings) else None
-    if last_sync_moved(state, company):
-        return PollReason.CHANGED
     assert state.last_status_poll is not None  # failures == 0 and not new
     since_read = (now - state.last_status_poll).total_seconds()
     if state.open_sync and since_read >= max(settings.open_sync_interval, settings.poll_interval):
@@ -208,9 +220,15 @@ def needs_history(
     current: Mapping[str, DataTypeStatus],
     has_open_operations: bool,
 ) -> bool:
-    """True when ``data/history`` must be read: first read, a ``latestSyncId`` changed, or an op is open."""
-    if previous is None or has_open_operations:
+    """True when ``data/history`` must be read: a ``latestSyncId`` changed, or an op is open.
+
+    A first read needs history only when a sync is running (to count it when it ends);
+    otherwise the baseline waits until a ``latestSyncId`` moves (``history.split_baseline``).
+    """
+    if has_open_operations:
         return True
+    if previous is None:
+        return any(is_in_progress(status.current_status) for status in current.values())
     for data_type, status in current.items():
         before = previous.get(data_type)
         if before is None:

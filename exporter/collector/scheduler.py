@@ -1,16 +1,21 @@
 """The poll loop: tiered, budgeted reads of Codat into immutable snapshots.
 
-Each cycle the scheduler lists companies (the change detector), plans which
-companies' ``dataStatus`` to read (``planner.plan_cycle``), reads them on a
-small thread pool, reads ``data/history`` where something moved, and swaps in a
-new ``Snapshot``. One company's failure marks only that company down; a 429
-stops the rest of the cycle until ``Retry-After``. Webhooks ask for a targeted
-poll of one company with ``request_poll``.
+Each cycle the scheduler lists companies (the change detector, ``listing``), plans which
+companies' ``dataStatus`` to read (``planner.plan_cycle``), reads them on a small thread pool
+(``poll.poll_company``), and publishes what it has read as it goes (``publishing``). One
+company's failure marks only that company down; a 429 pauses every request from the moment it
+arrived for at least ``Retry-After`` (``budget.RateLimitPause``). A cycle waits for its polls at
+most one poll interval: a slow company finishes on its own and is published when it does, so it
+never holds back the others. Webhooks ask for a targeted poll of one company with
+``request_poll``.
 
-With an explicit ``companies.ids`` list the scheduler still lists companies for
-change detection: one ``GET /companies`` page covers up to 5,000 companies, so
-it costs less than reading a single company's ``dataStatus`` every interval.
-Listed ids that Codat does not return are reported down.
+With an explicit ``companies.ids`` list the scheduler still lists companies for change detection:
+one ``GET /companies`` page covers up to 5,000 companies, so it costs less than reading a single
+company's ``dataStatus`` every interval. Listed ids that Codat does not return are reported down.
+
+Threads and locks: the loop thread runs cycles and publishes; pool threads run polls and apply
+their results to the ``CompanyTable``, whose own lock is never held during a request or a
+publication. ``_cycle_lock`` serialises cycles and publications and is taken before the table's.
 """
 
 from __future__ import annotations
@@ -19,132 +24,42 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Protocol
+from collections.abc import Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ThreadPoolExecutor, wait
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Final
 
 from exporter.codat.client import CodatClient
-from exporter.codat.errors import (
-    BadRequestError,
-    CodatConnectionError,
-    CodatError,
-    ForbiddenError,
-    MalformedResponseError,
-    NotFoundError,
-    PaymentRequiredError,
-    RateLimitedError,
-    ServerError,
-    UnauthorizedError,
-)
-from exporter.codat.models import Company, Page
-from exporter.collector.budget import RequestBudget, capacity, daily_budget
-from exporter.collector.history import HistoryLedger, HistoryScan, ScanResult, duration_seconds
+from exporter.codat.defaults import DEFAULT_RETRY_AFTER
+from exporter.codat.errors import RateLimitedError
+from exporter.collector.budget import BudgetKeeper, RateLimitPause
+from exporter.collector.companies import CompanyTable
+from exporter.collector.listing import list_companies, listing_failure_reason
 from exporter.collector.planner import (
     ESTIMATED_COST,
     PlannedPoll,
-    PlanSettings,
     PollReason,
     change_detection_interval,
-    needs_history,
     plan_cycle,
 )
-from exporter.collector.sharding import owns
+from exporter.collector.poll import PollResult, describe_error, error_reason, poll_company, record_result
+from exporter.collector.progress import ChangeWatch
+from exporter.collector.publishing import RefreshAttempts, SnapshotListener, SnapshotPublisher
+from exporter.collector.report import CycleReport
+from exporter.collector.settings import CollectorSettings, collector_settings
 from exporter.collector.snapshot import Snapshot
-from exporter.collector.state import (
-    CompanyFilter,
-    CompanyState,
-    DataTypeFilter,
-    SnapshotBuilder,
-    new_company_state,
-    with_failure,
-    with_status_read,
-)
+from exporter.collector.startup import StartupAdvice
+from exporter.common.clock import Clock, utc_now
 from exporter.config.schema import Config
 from exporter.metrics import Telemetry
 
 log = logging.getLogger(__name__)
 
-COMPANIES_PAGE_SIZE: Final = 5000
-"""Codat's largest page: one request lists up to this many companies."""
-MAX_HISTORY_PAGES: Final = 20
-"""A scan never reads more pages than this in one poll (protects the budget from a huge backlog)."""
-DEFAULT_RETRY_AFTER: Final = 60.0
-"""Pause after a 429 that carried no Retry-After."""
-MAX_PAUSE: Final = timedelta(days=1)
-"""The longest a rate-limit pause may last: Codat's quota resets daily."""
+PUBLISH_COST_FACTOR: Final = 5.0
+"""Publications within a cycle are spaced at least this many times their own duration apart."""
 
-Clock = Callable[[], datetime]
-SnapshotListener = Callable[[Snapshot], None]
-
-
-def utc_now() -> datetime:
-    """The current time, aware, in UTC."""
-    return datetime.now(UTC)
-
-
-class Refresher(Protocol):
-    """What the scheduler asks of auto-refresh (``exporter.refresh.AutoRefresher``)."""
-
-    def run_cycle(self, snapshot: Snapshot, now: datetime) -> Sequence[Any]:
-        """Decide and queue refreshes for this snapshot; return the outcomes."""
-        ...
-
-    def last_attempts(self) -> Mapping[tuple[str, str], datetime]:
-        """(company_id, data_type) → when a refresh was last attempted."""
-        ...
-
-
-def error_reason(exc: BaseException) -> str:
-    """A short, bounded label for a poll failure (the ``reason`` of the poll-errors counter)."""
-    reasons: tuple[tuple[type[BaseException], str], ...] = (
-        (RateLimitedError, "rate_limited"),
-        (UnauthorizedError, "unauthorized"),
-        (ForbiddenError, "forbidden"),
-        (PaymentRequiredError, "payment_required"),
-        (NotFoundError, "not_found"),
-        (BadRequestError, "bad_request"),
-        (ServerError, "server_error"),
-        (MalformedResponseError, "malformed_response"),
-        (CodatConnectionError, "connection_error"),
-        (CodatError, "api_error"),
-    )
-    for kind, reason in reasons:
-        if isinstance(exc, kind):
-            return reason
-    return "unexpected"
-
-
-def describe_error(exc: BaseException) -> str:
-    """One line for logs and the landing page; Codat errors are already redacted by the client."""
-    if isinstance(exc, CodatError):
-        return str(exc)
-    # An unexpected exception's text could echo anything; its type and a short message will do.
-    return f"{type(exc).__name__}: {str(exc)[:200]}"
-
-
-@dataclass(slots=True)
-class CycleReport:
-    """What one cycle did (for ``once``, logs and tests)."""
-
-    listed: int = 0
-    polled: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-    deferred: int = 0
-    removed: list[str] = field(default_factory=list)
-    requests: int = 0
-    rate_limited: bool = False
-    change_detection: bool = False
-    error: str | None = None
-
-
-@dataclass(slots=True)
-class _PollOutcome:
-    company_id: str
-    state: CompanyState
-    requests: int
-    error: BaseException | None = None
+__all__ = ["Clock", "CycleReport", "Scheduler", "describe_error", "error_reason", "utc_now"]
 
 
 class Scheduler:
@@ -156,89 +71,78 @@ class Scheduler:
         config: Config,
         telemetry: Telemetry,
         clock: Clock = utc_now,
-        refresher: Refresher | None = None,
         *,
         webhooks_enabled: bool | None = None,
+        settings: CollectorSettings | None = None,
     ) -> None:
         """Set up an idle scheduler; nothing is requested until ``run_cycle`` or ``run_forever``."""
         self._client = client
-        self._config = config
+        self._settings = settings or collector_settings(config, webhooks_enabled=webhooks_enabled)
         self._telemetry = telemetry
         self._clock = clock
-        self._refresher = refresher
-        polling = config.polling
-        with_webhooks = config.webhooks.enabled if webhooks_enabled is None else webhooks_enabled
-        self._settings = PlanSettings(
-            poll_interval=polling.interval,
-            full_sweep_interval=(
-                polling.full_sweep_interval_with_webhooks if with_webhooks else polling.full_sweep_interval
-            ),
-            open_sync_interval=max(300.0, polling.interval),
-            max_retry_backoff=min(3600.0, polling.full_sweep_interval),
-        )
-        selection = config.companies
-        self._company_filter = CompanyFilter(selection.ids, selection.include, selection.exclude)
-        self._data_type_filter = DataTypeFilter(config.data_types.include, config.data_types.exclude)
-        self._shard = config.sharding.shard
-        self._total_shards = config.sharding.total_shards
-        self._lock = threading.RLock()
         self._cycle_lock = threading.Lock()
-        self._states: dict[str, CompanyState] = {}
-        self._listed: dict[str, Company] = {}
-        self._not_watched: frozenset[str] = frozenset()
-        """Ids the last listing returned that are filtered out or another shard's."""
-        self._listed_once = False
+        self._table = CompanyTable(self._settings.seen_operations_limit, self._settings.explicit_ids)
         self._last_change_detection: datetime | None = None
         self._companies_pages = 1
-        self._snapshot = Snapshot()
-        self._snapshots = SnapshotBuilder()
-        self._listeners: list[SnapshotListener] = []
-        self._pending: dict[str, str] = {}
+        self._cycles = 0
+        self._publish_seconds = 0.0
+        """How long the last publication took (listeners included): paces the ones within a cycle."""
+        self._next_publish = 0.0
+        """Monotonic time before which late poll results wait to be published."""
+        self._publisher = SnapshotPublisher()
+        self._changes = ChangeWatch()
         self._wake = threading.Event()
         self._closing = threading.Event()
-        self._paused_until: datetime | None = None
-        self._budget: RequestBudget | None = None
-        self._budget_known = False
-        self._pool = ThreadPoolExecutor(
-            max_workers=config.budget.max_concurrency, thread_name_prefix="codat-poll"
+        self._pause = RateLimitPause()
+        self._budget = BudgetKeeper(
+            lambda: info.limit if (info := client.rate_limit) is not None else None,
+            self._settings.daily_quota_share,
+            self._settings.total_shards,
+            on_resize=telemetry.set_request_budget,
         )
-        telemetry.set_shard(self._shard, self._total_shards)
+        self._advice = StartupAdvice(self._settings)
+        self._pool = ThreadPoolExecutor(
+            max_workers=self._settings.max_concurrency, thread_name_prefix="codat-poll"
+        )
+        telemetry.set_shard(self._settings.shard, self._settings.total_shards)
 
     # --- public surface -------------------------------------------------------------------------
 
     @property
     def snapshot(self) -> Snapshot:
         """The current snapshot (replaced whole, never mutated)."""
-        return self._snapshot
+        return self._publisher.snapshot
 
     @property
     def ready(self) -> bool:
         """True once every company of this shard has been polled at least once."""
-        return self._snapshot.ready
+        return self._publisher.snapshot.ready
 
     @property
     def paused_until(self) -> datetime | None:
         """When polling resumes after a rate limit, if paused."""
-        return self._paused_until
-
-    def set_refresher(self, refresher: Refresher | None) -> None:
-        """Attach auto-refresh (run after each cycle, once the exporter is ready)."""
-        self._refresher = refresher
+        return self._pause.until
 
     def daily_request_budget(self) -> float | None:
         """Requests a day this exporter allows itself (None before the first cycle)."""
-        return self._budget.per_day if self._budget is not None else None
+        return self._budget.per_day
+
+    def spend_requests(self, requests: int) -> None:
+        """Count requests made on the exporter's behalf outside polls (auto-refresh) against the budget."""
+        self._budget.spend(requests, self._clock())
+
+    def publish_refresh_attempts(self, attempts: RefreshAttempts) -> None:
+        """Show auto-refresh's attempts in the snapshot being published (see ``SnapshotPublisher``)."""
+        self._publisher.set_refresh_attempts(attempts)
 
     def on_snapshot(self, listener: SnapshotListener) -> None:
         """Call ``listener(snapshot)`` whenever a new snapshot lands (and once now)."""
-        with self._lock:
-            self._listeners.append(listener)
-        listener(self._snapshot)
+        self._publisher.subscribe(listener)
 
     def request_poll(self, company_id: str, reason: str = "webhook") -> None:
         """Ask for a poll of one company as soon as possible (thread-safe; used by webhooks)."""
-        with self._lock:
-            self._pending[company_id] = reason
+        if self._table.request(company_id, reason):
+            self._changes.seen(company_id, self._clock())
         self._wake.set()
 
     def pause_until(self, until: datetime) -> None:
@@ -247,16 +151,21 @@ class Scheduler:
         Codat's quota resets every day, so a pause never lasts longer than a day: a
         wrong or far-future expiry must not silence the exporter for good.
         """
-        until = min(until, self._clock() + MAX_PAUSE)
-        with self._lock:
-            if self._paused_until is None or until > self._paused_until:
-                self._paused_until = until
-        log.warning("polling paused until %s (Codat rate limit)", until.isoformat())
+        end = self._pause.pause(until, self._clock())
+        log.warning("polling paused until %s (Codat rate limit)", end.isoformat())
 
     def resume(self) -> None:
         """Resume polling now (the quota was reset)."""
-        with self._lock:
-            self._paused_until = None
+        self._pause.resume()
+        self._wake.set()
+
+    def reconfigure(self, settings: CollectorSettings) -> None:
+        """Use ``settings`` from the next cycle on (a config reload); companies' states are kept.
+
+        The caller keeps what this scheduler was built with (shard, concurrency, budget share,
+        explicit ids, seen-operations limit) unchanged: those need a restart.
+        """
+        self._settings = settings  # one reference swap: a cycle reads it at each step
         self._wake.set()
 
     def close(self, *, wait: bool = True) -> None:
@@ -272,24 +181,26 @@ class Scheduler:
 
     def run_forever(self, stop: threading.Event) -> None:
         """Run cycles every poll interval (and targeted polls on request) until ``stop`` is set."""
-        interval = self._config.polling.interval
         next_cycle = time.monotonic()
         while not stop.is_set():
             now_mono = time.monotonic()
             try:
                 if now_mono >= next_cycle:
-                    next_cycle = now_mono + interval
+                    next_cycle = now_mono + self._settings.poll_interval
                     self.run_cycle(self._clock())
-                elif self._pending:
+                elif self._table.has_pending:
                     self.poll_requested(self._clock())
                     if self._last_change_detection is None:
                         # A webhook named a company not listed yet (just created or linked):
                         # list now instead of at the next interval.
                         next_cycle = time.monotonic()
+                elif self._table.dirty and time.monotonic() >= self._next_publish:
+                    self.publish_late_results()
             except Exception:
                 # The loop must outlive any bug in one cycle; the next cycle starts afresh.
                 log.exception("poll cycle failed unexpectedly")
-            self._wake.wait(timeout=max(0.0, next_cycle - time.monotonic()))
+            until = min(next_cycle, self._next_publish) if self._table.dirty else next_cycle
+            self._wake.wait(timeout=max(0.0, until - time.monotonic()))
             self._wake.clear()
             if stop.is_set():
                 break
@@ -299,46 +210,29 @@ class Scheduler:
         self._wake.set()
 
     def run_cycle(self, now: datetime | None = None, *, ignore_budget: bool = False) -> CycleReport:
-        """One full cycle: change detection, planned reads, snapshot, auto-refresh."""
+        """One full cycle: change detection, planned reads, snapshot."""
         now = now or self._clock()
         report = CycleReport()
         started = time.monotonic()
         with self._cycle_lock:
-            if self._is_paused(now):
+            self._telemetry.set_detection_lag(self._changes.lag(now))
+            if self._pause.active(now):
                 report.rate_limited = True
                 return report
-            budget = self._budget_at(now)
-            if self._change_detection_due(now):
-                try:
-                    requests_made = self._detect_changes(now)
-                except RateLimitedError as exc:
-                    self._on_rate_limited(exc, now, report)
-                    return report
-                except Exception as exc:
-                    report.error = describe_error(exc)
-                    self._telemetry.count_poll_error("companies_" + error_reason(exc))
-                    log.error("listing companies failed: %s", report.error)
-                    return report
-                budget.spend(requests_made)
-                report.requests += requests_made
-                report.change_detection = True
-                budget = self._budget_at(now)
-            spent = report.requests
+            if self._change_detection_due(now) and not self._detect_changes(now, report):
+                return report
             self._poll_pending_into(report, now)
-            budget.spend(report.requests - spent)
-            spent = report.requests
-            with self._lock:
-                poll_states = {cid: s.poll for cid, s in self._states.items()}
-                listed = list(self._listed.values())
-            available = math.inf if ignore_budget else budget.available(now)
-            plan = plan_cycle(poll_states, listed, now, available, self._settings)
+            poll_states, listed = self._table.plan_inputs()
+            available = math.inf if ignore_budget else self._budget.available(now)
+            plan = plan_cycle(poll_states, listed, now, available, self._settings.plan)
             report.listed = len(listed)
             report.deferred = len(plan.deferred)
-            self._drop(plan.removed, report)
+            for company_id in self._table.drop(plan.removed):
+                report.removed.append(company_id)
+                log.info("company %s is no longer watched; its series are dropped", company_id)
             self._execute(plan.polls, now, report)
-            budget.spend(report.requests - spent)
-            snapshot = self._publish(now)
-            self._auto_refresh(snapshot, now, budget)
+            self._cycles += 1
+            self._publish(now)
         self._telemetry.observe_poll_cycle(time.monotonic() - started)
         if plan.deferred:
             log.info("deferred %d company polls to stay within the request budget", len(plan.deferred))
@@ -349,237 +243,176 @@ class Scheduler:
         now = now or self._clock()
         report = CycleReport()
         with self._cycle_lock:
-            if self._is_paused(now):
+            if self._pause.active(now):
                 report.rate_limited = True
                 return report
             self._poll_pending_into(report, now)
-            if report.polled or report.failed:
-                self._budget_at(now).spend(report.requests)
+            if report.polled or report.failed or self._table.dirty:
                 self._publish(now)
         return report
 
+    def publish_late_results(self) -> None:
+        """Publish polls that finished after their cycle stopped waiting for them."""
+        with self._cycle_lock:
+            if self._table.dirty:
+                self._publish(self._clock())
+
     # --- steps ----------------------------------------------------------------------------------
-
-    def _is_paused(self, now: datetime) -> bool:
-        with self._lock:
-            if self._paused_until is None:
-                return False
-            if now >= self._paused_until:
-                self._paused_until = None
-                return False
-            return True
-
-    def _budget_at(self, now: datetime) -> RequestBudget:
-        info = self._client.rate_limit
-        per_day = daily_budget(
-            info.limit if info else None, self._config.budget.daily_quota_share, self._total_shards
-        )
-        known = info is not None and info.limit is not None
-        if self._budget is None or (known and not self._budget_known):
-            # The first real X-Rate-Limit-Limit replaces the conservative guess with a full
-            # bucket: otherwise start-up would crawl at the guessed (smallest) quota's pace.
-            spent_before = (
-                0.0 if self._budget is None else capacity(self._budget.per_day) - self._budget.tokens
-            )
-            self._budget = RequestBudget.full(per_day, now)
-            self._budget.spend(max(0.0, spent_before))
-            self._budget_known = known
-            self._telemetry.set_request_budget(per_day)
-        elif per_day != self._budget.per_day:
-            self._budget.resize(per_day, now)
-            self._telemetry.set_request_budget(per_day)
-        return self._budget
 
     def _change_detection_due(self, now: datetime) -> bool:
         if self._last_change_detection is None:
             return True
-        budget = self._budget.per_day if self._budget else 0.0
-        interval = change_detection_interval(self._settings.poll_interval, budget, self._companies_pages)
+        interval = change_detection_interval(
+            self._settings.poll_interval, self._budget.per_day or 0.0, self._companies_pages
+        )
         # A little slack so a loop woken a hair early still runs it.
         return (now - self._last_change_detection).total_seconds() >= interval * 0.99
 
-    def _detect_changes(self, now: datetime) -> int:
-        """List companies (the cheap change detector); returns the requests made."""
-        selection = self._config.companies
-        pages = 0
-
-        def count_page(_page: Page[Company]) -> None:
-            nonlocal pages
-            pages += 1
-
-        # The client's paging walk also stops a server that keeps announcing a next page.
-        found = list(
-            self._client.iter_companies(
-                query=selection.query, tags=selection.tags, page_size=COMPANIES_PAGE_SIZE, on_page=count_page
-            )
-        )
-        selected = {
-            c.id: c for c in found if self._company_filter(c) and owns(c.id, self._shard, self._total_shards)
-        }
-        missing = [
-            cid for cid in selection.ids if cid not in selected and owns(cid, self._shard, self._total_shards)
-        ]
-        with self._lock:
-            self._listed = selected
-            self._not_watched = frozenset(c.id for c in found if c.id not in selected)
-            self._listed_once = True
-            self._last_change_detection = now
-            self._companies_pages = pages
-            for cid, company in selected.items():
-                # Names, tags and connection status come from the listing: keep them current
-                # even for companies whose data status is not read this cycle.
-                state = self._states.get(cid)
-                if state is not None and state.company != company:
-                    self._states[cid] = replace(state, company=company)
-            for cid in missing:
-                self._mark_missing(cid, now)
-        return pages
-
-    def _mark_missing(self, company_id: str, now: datetime) -> None:
-        # An explicit id Codat does not list: report it down rather than silently drop it.
-        error = "not listed by GET /companies (deleted, or not visible to this API key)"
-        previous = self._states.get(company_id)
-        if previous is not None and previous.last_error == error:
-            return
-        state = previous or new_company_state(
-            Company(id=company_id, name=""), self._config.polling.seen_operations_limit
-        )
-        self._states[company_id] = with_failure(state, error, now)
-        self._telemetry.count_poll_error("not_found")
-        log.warning("company %s is %s", company_id, error)
+    def _detect_changes(self, now: datetime, report: CycleReport) -> bool:
+        """List companies (the cheap change detector); False when the listing failed."""
+        try:
+            listing = list_companies(self._client, self._settings)
+        except RateLimitedError as exc:
+            self._telemetry.set_listing_failed("rate_limited")
+            self._on_rate_limited(exc, self._clock())
+            report.rate_limited = True
+            return False
+        except Exception as exc:
+            report.error = describe_error(exc)
+            self._telemetry.count_poll_error("companies_" + error_reason(exc))
+            self._telemetry.set_listing_failed(listing_failure_reason(exc))
+            log.error("listing companies failed: %s", report.error)
+            return False
+        self._telemetry.set_listing_ok(now.timestamp())
+        self._budget.spend(listing.pages, now)
+        report.requests += listing.pages
+        report.change_detection = True
+        self._last_change_detection = now
+        self._companies_pages = max(1, listing.pages)
+        for marked in self._table.apply_listing(listing, now, self._changes):
+            # Reported down rather than silently dropped.
+            self._telemetry.count_poll_error(marked.reason)
+            log.warning("company %s is %s", marked.company_id, marked.error)
+        self._advice.after_listing(listing.size)
+        return True
 
     def _poll_pending_into(self, report: CycleReport, now: datetime) -> None:
-        with self._lock:
-            pending = dict(self._pending)
-            self._pending.clear()
-            known = {cid: c for cid, c in self._listed.items() if cid in pending}
-            if any(cid not in known and cid not in self._not_watched for cid in pending):
-                # A company we have not listed yet (just created, or just linked): list again.
-                # Companies listed but filtered out are not: their webhooks would re-list every time.
-                self._last_change_detection = None
+        known, relist = self._table.take_pending()
+        if relist:
+            self._last_change_detection = None
         if known:
             cost = ESTIMATED_COST[PollReason.WEBHOOK]
-            polls = [PlannedPoll(cid, PollReason.WEBHOOK, cost) for cid in known]
-            self._execute(polls, now, report)
-
-    def _drop(self, removed: Iterable[str], report: CycleReport) -> None:
-        with self._lock:
-            for company_id in removed:
-                if company_id in self._config.companies.ids and company_id in self._states:
-                    continue  # kept, reported down by _mark_missing
-                if self._states.pop(company_id, None) is not None:
-                    report.removed.append(company_id)
-                    log.info("company %s is no longer watched; its series are dropped", company_id)
+            self._execute([PlannedPoll(cid, PollReason.WEBHOOK, cost) for cid in known], now, report)
 
     def _execute(self, polls: Sequence[PlannedPoll], now: datetime, report: CycleReport) -> None:
+        """Run ``polls`` on the pool; wait at most ``cycle_wait``, publishing as results come in."""
         if not polls or self._closing.is_set():
             return
-        stop = threading.Event()
-        futures = [self._pool.submit(self._poll_company, poll, now, stop) for poll in polls]
-        for future in futures:
-            outcome = future.result()
-            if outcome is None:
-                continue
-            report.requests += outcome.requests
-            if isinstance(outcome.error, RateLimitedError):
-                self._on_rate_limited(outcome.error, now, report)
-                continue
-            with self._lock:
-                if outcome.company_id in self._listed or outcome.company_id in self._states:
-                    self._states[outcome.company_id] = outcome.state
-            if outcome.error is None:
-                report.polled.append(outcome.company_id)
-            else:
-                report.failed.append(outcome.company_id)
-
-    def _poll_company(self, poll: PlannedPoll, now: datetime, stop: threading.Event) -> _PollOutcome | None:
-        if stop.is_set() or self._closing.is_set() or self._is_paused(now):
-            return None
-        with self._lock:
-            listed = self._listed.get(poll.company_id)
-            state = self._states.get(poll.company_id)
-        if listed is None:
-            return None
-        if state is None:
-            state = new_company_state(listed, self._config.polling.seen_operations_limit)
-        requests_made = 0
-        try:
-            statuses = self._client.get_data_status(poll.company_id)
-            requests_made += 1
-            allowed = {dt: s for dt, s in statuses.items() if self._data_type_filter(dt)}
-            scan = None
-            if needs_history(state.statuses, allowed, bool(state.ledger.open)):
-                scan, pages = self._scan_history(state)
-                requests_made += pages
-            new_state = with_status_read(state, statuses, scan, listed, now, self._data_type_filter)
-            if scan is not None and not scan[1].baseline:
-                for op in scan[1].new_terminal:
-                    seconds = duration_seconds(op)
-                    if seconds is not None and self._data_type_filter(op.data_type):
-                        self._telemetry.observe_pull_operation(op.data_type, op.status, seconds)
-            return _PollOutcome(poll.company_id, new_state, requests_made)
-        except RateLimitedError as exc:
-            stop.set()
-            self._telemetry.count_poll_error("rate_limited")
-            return _PollOutcome(poll.company_id, state, requests_made + 1, exc)
-        except Exception as exc:
-            reason = error_reason(exc)
-            message = describe_error(exc)
-            self._telemetry.count_poll_error(reason)
-            log.warning("poll of company %s failed (%s): %s", poll.company_id, reason, message)
-            return _PollOutcome(poll.company_id, with_failure(state, message, now), requests_made + 1, exc)
-
-    def _scan_history(self, state: CompanyState) -> tuple[tuple[HistoryLedger, ScanResult], int]:
-        scan = HistoryScan(state.ledger)
-        # The first scan only sets the baseline: one page is enough, older operations are history.
-        max_pages = MAX_HISTORY_PAGES if state.ledger.started else 1
-        page_number = 1
-        exhausted = True
-        while True:
-            page = self._client.list_pull_operations(
-                state.company.id,
-                page=page_number,
-                page_size=self._config.polling.history_page_size,
-                order_by="-requested",
+        self._table.start(p.company_id for p in polls)
+        futures: dict[Future[PollResult | None], str] = {}
+        for poll in polls:
+            try:
+                futures[self._pool.submit(self._poll_one, poll.company_id, now)] = poll.company_id
+            except RuntimeError:  # the pool was shut down under us (stop)
+                self._table.finish(poll.company_id, None, store=False)
+        waiting = self._wait_for(futures, now, report)
+        if waiting:
+            report.still_running = len(waiting)
+            log.warning(
+                "%d company poll(s) still queued or running after %.0fs; the cycle goes on without them",
+                len(waiting),
+                self._settings.cycle_wait,
             )
-            more = scan.add_page(page.results)
-            if not more or not page.has_next or not page.results:
-                break
-            if page_number >= max_pages:
-                exhausted = False
-                break
-            page_number += 1
-        return scan.finish(exhausted=exhausted), page_number
+            for future in waiting:
+                future.add_done_callback(partial(self._apply_late, futures[future]))
 
-    def _on_rate_limited(self, exc: RateLimitedError, now: datetime, report: CycleReport) -> None:
-        report.rate_limited = True
-        wait = exc.retry_after if exc.retry_after is not None else DEFAULT_RETRY_AFTER
-        self.pause_until(now + timedelta(seconds=wait))
+    def _wait_for(
+        self, futures: Mapping[Future[PollResult | None], str], now: datetime, report: CycleReport
+    ) -> set[Future[PollResult | None]]:
+        """Apply results as they come, publishing at most every ``publish_interval``; return the late ones."""
+        deadline = time.monotonic() + self._settings.cycle_wait
+        # A cycle reads for a moment before it first publishes: a small fleet is published once.
+        self._next_publish = max(self._next_publish, time.monotonic() + self._settings.publish_interval)
+        waiting = set(futures)
+        unpublished = False
+        while waiting:
+            until = min(deadline, self._next_publish) if unpublished else deadline
+            timeout = max(0.0, until - time.monotonic())
+            done, waiting = wait(waiting, timeout=timeout, return_when=FIRST_COMPLETED)
+            for future in done:
+                self._apply(futures[future], _result_of(future), report)
+                unpublished = True
+            if waiting and unpublished and time.monotonic() >= self._next_publish:
+                self._publish(now)  # what this cycle has read so far
+                unpublished = False
+            if time.monotonic() >= deadline or self._closing.is_set():
+                break
+        return waiting
+
+    def _publish_gap(self) -> float:
+        # Rendering a big exposition is not free: publications within a cycle take at most
+        # about a fifth of the time, however large the fleet.
+        return max(self._settings.publish_interval, PUBLISH_COST_FACTOR * self._publish_seconds)
+
+    def _poll_one(self, company_id: str, now: datetime) -> PollResult | None:
+        if self._closing.is_set() or self._pause.active(self._clock()):
+            return None
+        target = self._table.target(company_id)
+        if target is None:
+            return None
+        listed, state = target
+        result = poll_company(self._client, state, listed, now, self._settings, self._clock)
+        if isinstance(result.error, RateLimitedError) and result.rate_limited_at is not None:
+            # Pause at once, so the polls still queued behind this one do not start.
+            self._on_rate_limited(result.error, result.rate_limited_at)
+        return result
+
+    def _apply(self, company_id: str, result: PollResult | None, report: CycleReport | None) -> None:
+        rate_limited = result is not None and isinstance(result.error, RateLimitedError)
+        self._table.finish(company_id, result, store=not rate_limited)
+        if result is None:
+            return
+        if not rate_limited:
+            self._changes.read(company_id)
+        self._budget.spend(result.requests, self._clock())
+        record_result(self._telemetry, result, self._settings.data_type_filter)
+        if report is None:
+            return
+        report.requests += result.requests
+        if rate_limited:
+            report.rate_limited = True
+        elif result.ok:
+            report.polled.append(company_id)
+        else:
+            report.failed.append(company_id)
+
+    def _apply_late(self, company_id: str, future: Future[PollResult | None]) -> None:
+        self._apply(company_id, _result_of(future), None)
+        self._wake.set()
+
+    def _on_rate_limited(self, exc: RateLimitedError, arrived: datetime) -> None:
+        wait_seconds = exc.retry_after if exc.retry_after is not None else DEFAULT_RETRY_AFTER
+        self.pause_until(arrived + timedelta(seconds=wait_seconds))
 
     def _publish(self, now: datetime) -> Snapshot:
-        attempts = self._refresher.last_attempts() if self._refresher is not None else None
-        with self._lock:
-            ready = self._listed_once and all(
-                cid in self._states and self._states[cid].attempted for cid in self._listed
-            )
-            snapshot = self._snapshots.build(self._states, now, ready, attempts)
-            self._snapshot = snapshot
-            listeners = list(self._listeners)
-        for listener in listeners:
-            try:
-                listener(snapshot)
-            except Exception:
-                log.exception("snapshot listener failed")
+        view = self._table.view()
+        self._telemetry.set_progress(view.watched, view.polled)
+        self._telemetry.set_detection_lag(self._changes.lag(self._clock()))
+        if view.ready:
+            self._advice.after_first_sweep(view.states.values())
+        started = time.monotonic()
+        snapshot = self._publisher.publish(view.states, now, view.ready, self._cycles)
+        self._publish_seconds = time.monotonic() - started
+        self._next_publish = time.monotonic() + self._publish_gap()
         return snapshot
 
-    def _auto_refresh(self, snapshot: Snapshot, now: datetime, budget: RequestBudget) -> None:
-        if self._refresher is None or not snapshot.ready:
-            return
-        try:
-            outcomes = self._refresher.run_cycle(snapshot, now)
-        except Exception:
-            log.exception("auto-refresh cycle failed")
-            return
-        if outcomes:
-            budget.spend(len(outcomes))
-            self._publish(now)
+
+def _result_of(future: Future[PollResult | None]) -> PollResult | None:
+    try:
+        return future.result()
+    except CancelledError:
+        return None
+    except Exception:
+        # poll_company turns API failures into results; anything else is a bug in one poll.
+        log.exception("company poll failed unexpectedly")
+        return None

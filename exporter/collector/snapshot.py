@@ -36,6 +36,10 @@ class CompanySnapshot:
     last_error: str | None = None
     refresh_last_attempt: Mapping[str, datetime] = field(default_factory=dict)
     """Last auto-refresh attempt by data type (``"all"`` for a refresh of every type)."""
+    sync_schedules: Mapping[str, float] = field(default_factory=dict)
+    """Codat's sync schedule (``syncSchedule``) in seconds, by data type, for types that have one."""
+    oldest_open_requested: Mapping[str, datetime] = field(default_factory=dict)
+    """When the oldest still-open pull operation of each data type was requested (types with one)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,3 +51,6 @@ class Snapshot:
     """When this snapshot was built; ``None`` for the empty start-up snapshot."""
     ready: bool = False
     """True once every company of the shard has been polled at least once."""
+    cycle: int = 0
+    """Poll cycles finished when this snapshot was built: listeners that act once per cycle
+    (auto-refresh) compare it, since snapshots are also published while a cycle reads companies."""

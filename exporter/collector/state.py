@@ -2,22 +2,23 @@
 
 A ``CompanyState`` is immutable: each poll produces a new one from the old one
 (``with_status_read``, ``with_failure``), and the snapshot is built from the
-current states. A failed poll keeps every last good value and only flips
-``up`` and ``last_error``.
+current states (``exporter.collector.publishing``). A failed poll keeps every
+last good value and only flips ``up`` and ``last_error``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from exporter.codat.models import Company, DataTypeStatus, PullOperation
-from exporter.codat.statuses import is_in_progress
-from exporter.collector.history import HistoryLedger, ScanResult
+from exporter.codat.statuses import is_in_progress, is_terminal
+from exporter.collector.history import HistoryLedger, HistoryRead
 from exporter.collector.planner import CompanyPollState
-from exporter.collector.snapshot import CompanySnapshot, Snapshot
-from exporter.globs import matches_any
+from exporter.collector.snapshot import CompanySnapshot
+
+DataTypeAllowed = Callable[[str], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,12 @@ class CompanyState:
     last_error: str | None = None
     attempted: bool = False
     """Polled at least once (successfully or not): counts towards readiness and the snapshot."""
+    oldest_open: Mapping[str, datetime] = field(default_factory=dict)
+    """``requested`` of the oldest open pull operation per data type (from the last history read)."""
+    sync_schedules: Mapping[str, float] = field(default_factory=dict)
+    """Codat's sync schedule in seconds per data type (from ``GET /companies/{id}/syncSettings``)."""
+    sync_settings_read: datetime | None = None
+    """When the sync settings were last asked for (successfully or not); None before the first."""
 
     def snapshot(self, refresh_last_attempt: Mapping[str, datetime] | None = None) -> CompanySnapshot:
         """The immutable view of this company that goes into a ``Snapshot``."""
@@ -48,6 +55,8 @@ class CompanyState:
             last_poll_success=self.last_success,
             last_error=self.last_error,
             refresh_last_attempt=dict(refresh_last_attempt or {}),
+            sync_schedules=dict(self.sync_schedules),
+            oldest_open_requested=dict(self.oldest_open),
         )
 
 
@@ -59,18 +68,22 @@ def new_company_state(company: Company, seen_operations_limit: int) -> CompanySt
 def with_status_read(
     state: CompanyState,
     statuses: Mapping[str, DataTypeStatus],
-    scan: tuple[HistoryLedger, ScanResult] | None,
+    history: HistoryRead | None,
     listed: Company,
     now: datetime,
-    data_type_allowed: DataTypeFilter,
+    data_type_allowed: DataTypeAllowed,
 ) -> CompanyState:
-    """The state after a successful dataStatus read (and history scan, if one was made)."""
+    """The state after a successful dataStatus read (and history read, if one was made)."""
     kept = {dt: s for dt, s in statuses.items() if data_type_allowed(dt)}
     totals = dict(state.totals)
     ledger = state.ledger
     in_progress = dict(state.in_progress)
-    if scan is not None:
-        ledger, result = scan
+    oldest_open = dict(state.oldest_open)
+    if history is not None:
+        ledger, result = history.ledger, history.result
+        for op in result.zero:
+            if data_type_allowed(op.data_type):
+                totals.setdefault((op.data_type, op.status), 0)
         for op in result.new_terminal:
             if data_type_allowed(op.data_type):
                 key = (op.data_type, op.status)
@@ -78,6 +91,13 @@ def with_status_read(
                 # at zero, so the first sync after start-up shows up in increase().
                 totals[key] = totals.get(key, 0) + (0 if result.baseline else 1)
         in_progress = open_by_data_type(result.open, data_type_allowed)
+        oldest_open = oldest_open_by_data_type(result.open, data_type_allowed)
+    elif state.statuses is None:
+        # A first read without history (nothing was running): each data type's last outcome
+        # starts its series at zero, so the first sync after start-up shows up in increase().
+        for dt, status in kept.items():
+            if status.current_status is not None and is_terminal(status.current_status):
+                totals.setdefault((dt, status.current_status), 0)
     open_sync = bool(ledger.open) or any(is_in_progress(s.current_status) for s in kept.values())
     poll = CompanyPollState(
         last_sync_seen=listed.last_sync,
@@ -95,6 +115,7 @@ def with_status_read(
         statuses=kept,
         totals=totals,
         in_progress=in_progress,
+        oldest_open=oldest_open,
         up=True,
         last_success=now,
         last_error=None,
@@ -102,14 +123,40 @@ def with_status_read(
     )
 
 
-def with_failure(state: CompanyState, error: str, now: datetime) -> CompanyState:
-    """The state after a failed poll: last good values kept, marked down."""
+def with_failure(
+    state: CompanyState, error: str, now: datetime, listed: Company | None = None
+) -> CompanyState:
+    """The state after a failed poll: last good values kept, marked down.
+
+    With ``listed`` (the listing's view at the attempt), its ``lastSync`` values become the
+    ones "seen": a later move of them means new data, which is read at once whatever the
+    retry backoff says, while an unchanged listing keeps the company on its backoff.
+    """
     poll = replace(state.poll, failures=state.poll.failures + 1, last_attempt=now)
+    if listed is not None:
+        poll = replace(
+            poll,
+            last_sync_seen=listed.last_sync,
+            connection_syncs_seen={c.id: c.last_sync for c in listed.connections},
+        )
     return replace(state, poll=poll, up=False, last_error=error, attempted=True)
 
 
+def oldest_open_by_data_type(
+    operations: Iterable[PullOperation], data_type_allowed: DataTypeAllowed
+) -> dict[str, datetime]:
+    """``requested`` of the oldest open operation per (allowed) data type."""
+    oldest: dict[str, datetime] = {}
+    for op in operations:
+        if data_type_allowed(op.data_type) and (
+            op.data_type not in oldest or op.requested < oldest[op.data_type]
+        ):
+            oldest[op.data_type] = op.requested
+    return oldest
+
+
 def open_by_data_type(
-    operations: Iterable[PullOperation], data_type_allowed: DataTypeFilter
+    operations: Iterable[PullOperation], data_type_allowed: DataTypeAllowed
 ) -> dict[str, int]:
     """Count open operations per (allowed) data type."""
     counts: dict[str, int] = {}
@@ -117,77 +164,3 @@ def open_by_data_type(
         if data_type_allowed(op.data_type):
             counts[op.data_type] = counts.get(op.data_type, 0) + 1
     return counts
-
-
-class DataTypeFilter:
-    """Data-type allow/deny globs: allowed when it matches an include (or there are none) and no exclude."""
-
-    def __init__(self, include: Sequence[str] = (), exclude: Sequence[str] = ()) -> None:
-        """Keep the glob lists."""
-        self.include = tuple(include)
-        self.exclude = tuple(exclude)
-
-    def __call__(self, data_type: str) -> bool:
-        """True when ``data_type`` is exported."""
-        if self.include and not matches_any(data_type, self.include):
-            return False
-        return not matches_any(data_type, self.exclude)
-
-
-class CompanyFilter:
-    """Company include/exclude globs (on id or name) and an optional explicit id list."""
-
-    def __init__(
-        self, ids: Sequence[str] = (), include: Sequence[str] = (), exclude: Sequence[str] = ()
-    ) -> None:
-        """Keep the selection."""
-        self.ids = frozenset(ids)
-        self.include = tuple(include)
-        self.exclude = tuple(exclude)
-
-    def __call__(self, company: Company) -> bool:
-        """True when ``company`` is selected."""
-        if self.ids and company.id not in self.ids:
-            return False
-        names = (company.id, company.name)
-        if self.include and not any(matches_any(n, self.include) for n in names):
-            return False
-        return not any(matches_any(n, self.exclude) for n in names)
-
-
-class SnapshotBuilder:
-    """Builds snapshots, reusing a company's ``CompanySnapshot`` object while nothing of it changed.
-
-    The exposition re-renders only companies whose snapshot object is new (or unequal): handing it
-    the same object for an unchanged company spares both the copy here and a deep comparison there
-    for every company on every publish. Used by the poll thread only.
-    """
-
-    def __init__(self) -> None:
-        """Start with nothing to reuse."""
-        self._made: dict[str, tuple[CompanyState, dict[str, datetime], CompanySnapshot]] = {}
-
-    def build(
-        self,
-        states: Mapping[str, CompanyState],
-        now: datetime,
-        ready: bool,
-        refresh_attempts: Mapping[tuple[str, str], datetime] | None = None,
-    ) -> Snapshot:
-        """A new immutable snapshot of every company polled at least once."""
-        by_company: dict[str, dict[str, datetime]] = {}
-        for (company_id, data_type), when in (refresh_attempts or {}).items():
-            by_company.setdefault(company_id, {})[data_type] = when
-        made: dict[str, tuple[CompanyState, dict[str, datetime], CompanySnapshot]] = {}
-        for company_id, state in sorted(states.items()):
-            if not state.attempted:
-                continue
-            attempts = by_company.get(company_id, {})
-            kept = self._made.get(company_id)
-            if kept is not None and kept[0] is state and kept[1] == attempts:
-                made[company_id] = kept
-            else:
-                made[company_id] = (state, attempts, state.snapshot(attempts))
-        self._made = made
-        companies = {company_id: entry[2] for company_id, entry in made.items()}
-        return Snapshot(companies=companies, generated_at=now, ready=ready)

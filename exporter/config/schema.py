@@ -24,12 +24,18 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from exporter.codat.defaults import DEFAULT_BASE_URL, DEFAULT_REQUEST_TIMEOUT
+from exporter.common.listen import ListenAddressError, parse_listen_address
 from exporter.config.durations import Duration
+from exporter.exposition.taglabels import (
+    MAX_TAG_LABELS,
+    MAX_TAG_NAME_LENGTH,
+    MAX_TAG_VALUE_LENGTH,
+    TagLabelError,
+    tag_labels,
+)
 
-DEFAULT_BASE_URL = "https://api.codat.io"
 DEFAULT_LISTEN_ADDRESS = "0.0.0.0:8329"
-STATUS_MODES = ("default", "full", "sparse")
-LOG_LEVELS = ("debug", "info", "warning", "error")
 WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - the prefix of every Codat signing secret
 
 PositiveDuration = Annotated[Duration, Field(gt=0)]
@@ -63,7 +69,10 @@ def _check_company_id(value: str) -> str:
 
 
 def _check_listen_address(value: str) -> str:
-    parse_listen_address(value)
+    try:
+        parse_listen_address(value, allow_port_zero=False)
+    except ListenAddressError as exc:
+        raise _invalid("listen_address", exc.reason) from None
     return value
 
 
@@ -74,20 +83,7 @@ def _lower(value: Any) -> Any:
 Glob = Annotated[str, AfterValidator(_check_glob)]
 CompanyId = Annotated[str, AfterValidator(_check_company_id)]
 ListenAddress = Annotated[str, AfterValidator(_check_listen_address)]
-
-
-def parse_listen_address(value: str) -> tuple[str, int]:
-    """Split ``HOST:PORT`` (``:PORT`` = all interfaces, ``[::1]:PORT`` for IPv6) into host and port."""
-    host, sep, port_text = value.rpartition(":")
-    if not sep:
-        raise _invalid("listen_address", "must be HOST:PORT (e.g. 0.0.0.0:8329 or :8329)")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise _invalid("listen_address", "an IPv6 host must be in brackets, e.g. [::]:8329")
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise _invalid("listen_address", f"port must be a number from 1 to 65535, got {port_text!r}")
-    return (host or "0.0.0.0", int(port_text))
+TagName = Annotated[str, Field(min_length=1, max_length=MAX_TAG_NAME_LENGTH)]
 
 
 class _Settings(BaseModel):
@@ -106,6 +102,10 @@ class CodatSettings(_Settings):
     )
     connect_timeout: PositiveDuration = 5.0
     read_timeout: PositiveDuration = 30.0
+    request_timeout: PositiveDuration = Field(
+        default=DEFAULT_REQUEST_TIMEOUT,
+        description="Total deadline for one request: connect, headers and body (a trickle ends here).",
+    )
     max_retries: int = Field(default=4, ge=0)
     retry_max_elapsed: PositiveDuration = 60.0
 
@@ -129,7 +129,8 @@ class CompanySelection(_Settings):
     )
     discover: bool = True
     query: str | None = Field(
-        default=None, description="Codat query for discovery, e.g. dataConnections.status=Linked."
+        default=None,
+        description="Codat query for discovery, e.g. name~Ltd (no dataConnections.status: see check-config)",
     )
     tags: str | None = Field(default=None, description="Codat tags filter for discovery.")
     include: list[Glob] = Field(default_factory=list, description="Globs on company id or name; empty = all.")
@@ -180,8 +181,29 @@ class MetricsSettings(_Settings):
 
     status_mode: Literal["default", "full", "sparse"] = Field(
         default="default",
-        description="default: seed statuses + Other; full: every spec status; sparse: only the current one.",
+        description=(
+            "default: the 7 seed statuses + Other always, any other documented status named while "
+            "current; full: every spec status always; sparse: only the current one."
+        ),
     )
+    company_tag_labels: list[TagName] = Field(
+        default_factory=list,
+        max_length=MAX_TAG_LABELS,
+        description=(
+            f"Codat company tags to add as tag_<name> labels to codat_company_info (at most "
+            f"{MAX_TAG_LABELS}; characters outside [A-Za-z0-9_] become _, values are cut to "
+            f"{MAX_TAG_VALUE_LENGTH} characters), e.g. [team, tier, region] for alert routing."
+        ),
+    )
+
+    @field_validator("company_tag_labels")
+    @classmethod
+    def _tag_labels_usable(cls, value: list[str]) -> list[str]:
+        try:
+            tag_labels(value)
+        except TagLabelError as exc:
+            raise _invalid("tag_labels", str(exc)) from None
+        return value
 
 
 class ServerSettings(_Settings):
@@ -191,16 +213,16 @@ class ServerSettings(_Settings):
         default=DEFAULT_LISTEN_ADDRESS,
         description="HOST:PORT; :PORT = all interfaces (env CODAT_EXPORTER_LISTEN_ADDRESS).",
     )
-
-    @property
-    def host(self) -> str:
-        """The host to bind (``0.0.0.0`` when the address gave none)."""
-        return parse_listen_address(self.listen_address)[0]
-
-    @property
-    def port(self) -> int:
-        """The TCP port to bind."""
-        return parse_listen_address(self.listen_address)[1]
+    web_config_file: str | None = Field(
+        default=None,
+        description="exporter-toolkit web configuration file (TLS, basic auth, response headers) for "
+        "both ports; null = plain HTTP without auth (flag --web.config.file).",
+    )
+    enable_lifecycle: bool = Field(
+        default=False,
+        description="Serve POST /-/reload to reload this config (SIGHUP always does); off by default "
+        "like Prometheus' --web.enable-lifecycle (flag --web.enable-lifecycle).",
+    )
 
 
 class ShardingSettings(_Settings):

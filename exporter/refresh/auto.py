@@ -1,9 +1,13 @@
 """The auto-refresher: runs the pure policy each poll cycle and queues what it decides, safely.
 
-It keeps the attempt history the policy needs (cooldowns, backoff, daily
-budget), tracks the refreshes it queued until the snapshot shows them running
-or done, honours Retry-After after a 429 for every later refresh, and logs
-one line per action with the company, data type and how stale it was.
+It is a snapshot listener (``on_snapshot``): once per poll cycle, when the exporter is ready, it
+decides and queues refreshes, then publishes its attempts into the snapshot being handed out
+(``publish_attempts``), so the exposition renders that snapshot once, attempts included.
+
+It keeps the attempt history the policy needs (cooldowns, backoff, daily budget), tracks the
+refreshes it queued until the snapshot shows them running or done, honours Retry-After after a
+429 for every later refresh, and logs one line per action with the company, data type and how
+stale it was.
 """
 
 from __future__ import annotations
@@ -13,13 +17,15 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Final
 
 from exporter.codat import statuses
+from exporter.codat.defaults import DEFAULT_RETRY_AFTER
 from exporter.codat.statuses import StatusClass
 from exporter.collector.snapshot import Snapshot
-from exporter.config.durations import format_duration
+from exporter.common.clock import utc_now
+from exporter.common.durations import format_duration
 from exporter.config.schema import AutoRefreshSettings
 from exporter.metrics import Telemetry
 from exporter.refresh.actions import ALL_DATA_TYPES, RefreshClient, RefreshOutcome, perform_refresh
@@ -35,8 +41,6 @@ from exporter.refresh.policy import (
 
 log = logging.getLogger("exporter.refresh")
 
-DEFAULT_RETRY_AFTER: Final = 60.0
-"""Seconds to hold off after a 429 that did not say how long to wait."""
 PENDING_TIMEOUT: Final = timedelta(hours=6)
 """A queued refresh that never shows up in a snapshot stops counting as pending after this."""
 
@@ -45,10 +49,6 @@ ACCOUNT_LEVEL_ERRORS: Final = frozenset({401, 402, 403})
 
 DRY_RUN: Final = "dry_run"
 SKIPPED_BUDGET: Final = "skipped_budget"
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class AutoRefresher:
@@ -60,9 +60,12 @@ class AutoRefresher:
         settings: AutoRefreshSettings,
         telemetry: Telemetry,
         owns: Callable[[str], bool] = lambda _company_id: True,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
         daily_request_budget: Callable[[], float | None] = lambda: None,
         on_queued: Callable[[str], None] = lambda _company_id: None,
+        *,
+        spend_requests: Callable[[int], None] = lambda _requests: None,
+        publish_attempts: Callable[[Mapping[tuple[str, str], datetime]], None] = lambda _attempts: None,
     ) -> None:
         """Create a refresher; nothing is sent until ``run_cycle``.
 
@@ -70,6 +73,8 @@ class AutoRefresher:
         refreshes may use ``request_share`` (``None``: no such limit).
         ``on_queued(company_id)`` is called after a refresh is queued, so the
         scheduler can poll that company soon and see the sync start.
+        ``spend_requests(n)`` counts the requests a cycle made against the exporter's budget, and
+        ``publish_attempts`` shows the attempts in the snapshot being published.
         """
         self._client = client
         self._settings = settings
@@ -78,12 +83,35 @@ class AutoRefresher:
         self._clock = clock
         self._daily_request_budget = daily_request_budget
         self._on_queued = on_queued
+        self._spend_requests = spend_requests
+        self._publish_attempts = publish_attempts
+        self._last_cycle: int | None = None
         self._lock = threading.Lock()
         self._attempts: list[Attempt] = []
         self._pending: dict[tuple[str, str], datetime] = {}
         self._seen_running: set[tuple[str, str]] = set()
         self._blocked_until: datetime | None = None
         self.last_decision = Decision()
+
+    def reconfigure(self, settings: AutoRefreshSettings) -> None:
+        """Use ``settings`` (rules, cooldowns, limits) from the next cycle on (a config reload)."""
+        self._settings = settings
+
+    def on_snapshot(self, snapshot: Snapshot) -> None:
+        """Run once per poll cycle on a ready snapshot, and publish the attempts it made."""
+        if not snapshot.ready or snapshot.cycle == self._last_cycle:
+            return
+        self._last_cycle = snapshot.cycle
+        try:
+            outcomes = self.run_cycle(snapshot, self._clock())
+        except Exception:
+            log.exception("auto-refresh cycle failed")
+            return
+        if outcomes:
+            self._spend_requests(len(outcomes))
+        attempts = self.last_attempts()
+        if attempts:
+            self._publish_attempts(attempts)
 
     def last_attempts(self) -> Mapping[tuple[str, str], datetime]:
         """When each (company id, data type or ``"all"``) was last tried (dry runs included)."""

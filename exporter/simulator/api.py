@@ -19,7 +19,14 @@ from exporter.simulator import query as q
 from exporter.simulator.paging import PagingError, page_params, page_window, paged
 from exporter.simulator.ratelimit import RateDecision
 from exporter.simulator.state import CompanyState, Operation, SimulatorError
-from exporter.simulator.views import company_json, data_statuses_json, operation_json
+from exporter.simulator.views import (
+    company_json,
+    company_sync_settings_json,
+    connection_json,
+    data_statuses_json,
+    operation_json,
+    profile_sync_settings_json,
+)
 from exporter.simulator.wire import dumps, error_body, http_date, reason_text
 
 if TYPE_CHECKING:
@@ -34,7 +41,12 @@ ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("GET", re.compile(rf"^/companies/{_ID}/data/history/(?P<dataset>[^/]+)/?$"), "pullOperation"),
     ("POST", re.compile(rf"^/companies/{_ID}/data/queue/(?P<data_type>[^/]+)/?$"), "refreshDataType"),
     ("POST", re.compile(rf"^/companies/{_ID}/data/all/?$"), "refreshAll"),
+    ("GET", re.compile(rf"^/companies/{_ID}/syncSettings/?$"), "companySyncSettings"),
+    ("GET", re.compile(r"^/profile/syncSettings/?$"), "profileSyncSettings"),
+    ("GET", re.compile(rf"^/companies/{_ID}/connections/?$"), "connections"),
 )
+CLIENT_ID = "5b3c6f1e-0d4a-4b8e-9a7c-2f1d3e4c5b6a"
+"""The simulated client's id in ``GET /profile/syncSettings``."""
 MALFORMED_BODY = b'{"results":[{"id":"3fa85f64-5717-4562-b3fc-2c963f66afa6","name":"Trunc'
 
 
@@ -119,7 +131,7 @@ def handle(sim: Simulator, method: str, target: str, headers: Mapping[str, str])
             reply.headers.update(_rate_headers(sim.rate_limiter.peek(now)))
             reply.latency = fault.latency
             return reply
-        if not authorized(lower_headers.get("authorization"), sim.api_key):
+        if sim.key_revoked or not authorized(lower_headers.get("authorization"), sim.api_key):
             reply = _error(401, "PublicApi", "Unauthorized")
         elif route is None:
             reply = _error(404, "PublicApi", "Not Found")
@@ -252,9 +264,20 @@ def _pull_operation(sim: Simulator, path: Mapping[str, str], _: Mapping[str, str
     return _json(200, operation_json(op, now))
 
 
+def _refusal(sim: Simulator, company_id: str) -> Reply | None:
+    status = sim.refresh_refusals.get(company_id, sim.refresh_refusals.get(None))
+    if status is None:
+        return None
+    return _error(status, "PullApi", f"The sync could not be queued: {reason_text(status)}")
+
+
 def _refresh_data_type(
     sim: Simulator, path: Mapping[str, str], params: Mapping[str, str], now: datetime
 ) -> Reply:
+    sim.state.company(path["company"])
+    refused = _refusal(sim, path["company"])
+    if refused is not None:
+        return refused
     op = sim.state.queue(
         path["company"], path["data_type"], now, connection_id=params.get("connectionid") or None
     )
@@ -262,8 +285,58 @@ def _refresh_data_type(
 
 
 def _refresh_all(sim: Simulator, path: Mapping[str, str], _: Mapping[str, str], now: datetime) -> Reply:
+    sim.state.company(path["company"])
+    refused = _refusal(sim, path["company"])
+    if refused is not None:
+        return refused
     sim.state.queue_all(path["company"], now)
     return Reply(204)
+
+
+def _company_sync_settings(
+    sim: Simulator, path: Mapping[str, str], _: Mapping[str, str], now: datetime
+) -> Reply:
+    company = sim.state.company(path["company"])
+    return _json(200, company_sync_settings_json(company, sim.scenario.default_sync_schedule_hours))
+
+
+def _profile_sync_settings(
+    sim: Simulator, _: Mapping[str, str], __: Mapping[str, str], now: datetime
+) -> Reply:
+    body = profile_sync_settings_json(
+        CLIENT_ID, sim.scenario.data_types, sim.scenario.default_sync_schedule_hours
+    )
+    return _json(200, body)
+
+
+def connection_fields() -> dict[str, q.Field]:
+    """Queryable properties of a data connection."""
+    return {
+        "id": q.Field("string", lambda c: c.id),
+        "status": q.Field("string", lambda c: c.status),
+        "platformName": q.Field("string", lambda c: c.platform_name),
+        "integrationKey": q.Field("string", lambda c: c.integration_key),
+        "sourceType": q.Field("string", lambda c: c.source_type),
+        "created": q.Field("date", lambda c: c.created),
+        "lastSync": q.Field("date", lambda c: c.last_sync),
+    }
+
+
+_CONNECTION_FIELDS = q.fields_resolver(connection_fields())
+
+
+def _connections(sim: Simulator, path: Mapping[str, str], params: Mapping[str, str], now: datetime) -> Reply:
+    """``GET /companies/{id}/connections`` (list-connections): a page of Connection objects."""
+    company: CompanyState = sim.state.company(path["company"])
+    page, size = page_params(params.get("page"), params.get("pagesize"))
+    predicate = q.build_filter(params.get("query"), _CONNECTION_FIELDS, "Connection")
+    connections = [c for c in company.connections if predicate(c)]
+    connections = q.order_by(connections, params.get("orderby"), _CONNECTION_FIELDS, "Connection")
+    results = [connection_json(company, c) for c in page_window(connections, page, size)]
+    extra = _extra(params, ("query", "orderby"))
+    return _json(
+        200, paged(f"/companies/{company.id}/connections", results, len(connections), page, size, extra)
+    )
 
 
 _Handler = Callable[["Simulator", Mapping[str, str], Mapping[str, str], datetime], Reply]
@@ -275,4 +348,7 @@ _HANDLERS: dict[str, _Handler] = {
     "pullOperation": _pull_operation,
     "refreshDataType": _refresh_data_type,
     "refreshAll": _refresh_all,
+    "companySyncSettings": _company_sync_settings,
+    "profileSyncSettings": _profile_sync_settings,
+    "connections": _connections,
 }

@@ -92,6 +92,21 @@ class Faults:
             else:
                 self._scopes.pop(company_id, None)
 
+    def unset(self, company_id: str | None, *names: str) -> None:
+        """Return the named knobs of one scope to their defaults, leaving the others as they are."""
+        defaults = FaultSettings()
+        with self._lock:
+            current = self._scopes.get(company_id)
+            if current is None:
+                return
+            changes = {name: getattr(defaults, name) for name in names}
+            self._scopes[company_id] = replace(current, **changes)
+
+    def scopes(self) -> dict[str | None, FaultSettings]:
+        """Every scope with its knobs (a copy)."""
+        with self._lock:
+            return dict(self._scopes)
+
     def settings(self, company_id: str | None = None) -> FaultSettings:
         """The knobs of one scope."""
         with self._lock:

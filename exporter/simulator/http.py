@@ -11,8 +11,10 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
-from exporter.simulator.api import handle
+from exporter.simulator.api import Reply, handle
 from exporter.simulator.clock import FakeClock
+from exporter.simulator.control import PREFIX, handle_control, is_loopback
+from exporter.simulator.wire import dumps
 
 if TYPE_CHECKING:
     from exporter.simulator.sim import Simulator
@@ -29,6 +31,7 @@ class _Handler(BaseHTTPRequestHandler):
         return self.server_version
 
     simulator: Simulator
+    control: bool = False
 
     def setup(self) -> None:
         super().setup()
@@ -50,9 +53,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, method: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        reply = handle(self.simulator, method, self.path, dict(self.headers.items()))
+        body = self.rfile.read(length) if length else b""
+        if self.control and (self.path == PREFIX or self.path.startswith(PREFIX + "/")):
+            reply = self._control(method, body)
+        else:
+            reply = handle(self.simulator, method, self.path, dict(self.headers.items()))
         if reply.latency > 0:
             # Real latency: the client's timeouts are what is being tested.
             time.sleep(reply.latency)
@@ -66,6 +71,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if reply.body:
             self.wfile.write(reply.body)
+
+    def _control(self, method: str, body: bytes) -> Reply:
+        if not is_loopback(str(self.client_address[0])):
+            status, document = 403, {"error": "the control API answers loopback clients only"}
+        else:
+            status, document = handle_control(self.simulator, method, self.path.split("?", 1)[0], body)
+        return Reply(status, dumps(document), {"Content-Type": "application/json; charset=utf-8"})
 
     def _reset(self) -> None:
         """Abort the connection with a TCP RST and no response."""
@@ -89,9 +101,14 @@ class _Server(ThreadingHTTPServer):
 class SimulatorServer:
     """A running simulator on a real socket; ``url`` is the base URL to give the Codat client."""
 
-    def __init__(self, simulator: Simulator, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Bind now (``port=0`` picks a free port); ``start`` begins serving."""
-        handler = type("BoundHandler", (_Handler,), {"simulator": simulator})
+    def __init__(
+        self, simulator: Simulator, host: str = "127.0.0.1", port: int = 0, *, control: bool = False
+    ) -> None:
+        """Bind now (``port=0`` picks a free port); ``start`` begins serving.
+
+        ``control`` also serves the run-time control API (``control.py``) to loopback clients.
+        """
+        handler = type("BoundHandler", (_Handler,), {"simulator": simulator, "control": control})
         self.sim = simulator
         self._server = _Server((host, port), handler)
         self._threads: list[threading.Thread] = []

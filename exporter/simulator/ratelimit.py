@@ -54,6 +54,17 @@ class RateLimiter:
             self._minute = minute
             self._used_this_minute = 0
 
+    def spend(self, now: datetime, fraction: float) -> None:
+        """Count ``fraction`` of today's quota as used (at least what is used already)."""
+        self._roll(now)
+        self._used_today = max(self._used_today, math.ceil(fraction * self.daily_quota))
+
+    def refill(self, now: datetime) -> None:
+        """Forget today's use, as the daily reset does."""
+        self._roll(now)
+        self._used_today = 0
+        self._used_this_minute = 0
+
     @property
     def used_today(self) -> int:
         """Requests counted against today's quota."""

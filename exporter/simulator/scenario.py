@@ -148,6 +148,39 @@ class Profile(_Model):
     not_supported: tuple[str, ...] = ()
     never_synced: tuple[str, ...] = ()
     created_days_ago: float = Field(default=90, ge=0)
+    # Per data type schedules (names or globs → hours, null = no automatic syncs) over
+    # ``sync_schedule_hours``: Codat keeps a schedule per data type (SyncSetting.syncSchedule).
+    sync_schedules: dict[str, float | None] = Field(default_factory=dict)
+    # Data types not marked "fetch on first link": `POST /data/all` does not queue them.
+    not_fetched_on_first_link: tuple[str, ...] = ()
+    # Data types whose syncs never finish: held in ``stuck_status`` (the first one is already
+    # open ``stuck_since_hours`` when the simulation starts), like a desktop integration whose
+    # connector waits for the customer's machine.
+    stuck: tuple[str, ...] = ()
+    stuck_status: str = "Fetching"
+    stuck_since_hours: float = Field(default=6.0, ge=0)
+    # Probability that a Complete read created, updated or deleted records (read.completed's
+    # recordsModified), and that it raised a warning.validation issue.
+    records_modified_probability: float = Field(default=0.5, ge=0, le=1)
+    validation_warning_probability: float = Field(default=0.0, ge=0, le=1)
+    # Outcomes that leave an Active dataConnectionError on the connection; the next Complete
+    # sync on that connection resolves it.
+    connection_errors_on: tuple[str, ...] = ("FetchError", "RateLimitError")
+
+    @field_validator("sync_schedules")
+    @classmethod
+    def _schedules(cls, value: dict[str, float | None]) -> dict[str, float | None]:
+        for pattern, hours in value.items():
+            if hours is not None and hours <= 0:
+                raise ValueError(f"schedule for {pattern} must be positive hours or null")
+        return value
+
+    @field_validator("stuck_status")
+    @classmethod
+    def _open_status(cls, value: str) -> str:
+        if value not in IN_PROGRESS_STATUSES:
+            raise ValueError(f"{value!r} is not an in-progress status")
+        return value
 
     @field_validator("error_rates")
     @classmethod
@@ -177,6 +210,8 @@ class ConnectionSpec(_Model):
     source_type: str = "Accounting"
     status: str = "Linked"
     id: str | None = None
+    # Codat's free-form, platform-specific connectionInfo object (null when absent).
+    connection_info: dict[str, Any] | None = None
 
     @field_validator("status", "source_type")
     @classmethod
@@ -238,6 +273,9 @@ class Scenario(_Model):
     rate_limit: RateLimitSettings = RateLimitSettings()
     sync: SyncSettings = SyncSettings()
     data_types: tuple[str, ...] = DATA_TYPES[:10]
+    # The client-wide schedule `GET /profile/syncSettings` reports for every data type
+    # (companies whose profile differs report `overridesDefaults: true`).
+    default_sync_schedule_hours: int = Field(default=24, ge=0)
     profiles: dict[str, Profile] = Field(default_factory=_default_profiles)
     companies: tuple[CompanySpec, ...] = ()
 

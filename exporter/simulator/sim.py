@@ -11,8 +11,22 @@ from exporter.simulator.clock import Clock, FakeClock, SystemClock
 from exporter.simulator.faults import Faults
 from exporter.simulator.ratelimit import RateDecision, RateLimiter, next_midnight
 from exporter.simulator.scenario import CompanySpec, ConnectionSpec, Scenario
-from exporter.simulator.state import CompanyState, Operation, SimState
-from exporter.simulator.views import company_json, company_reference, data_statuses_json, operation_json
+from exporter.simulator.state import (
+    CompanyState,
+    ConnectionState,
+    DataTypeState,
+    FetchGroup,
+    SimState,
+    SimulatorError,
+)
+from exporter.simulator.views import (
+    company_json,
+    company_reference,
+    connection_json,
+    data_statuses_json,
+    operation_json,
+    read_completed_payload,
+)
 from exporter.simulator.webhooks import WebhookSender
 from exporter.simulator.wire import codat_timestamp
 
@@ -63,7 +77,13 @@ class Simulator:
         self.request_counts: Counter[tuple[str, str | None]] = Counter()
         self.webhooks = WebhookSender(self.clock, webhook_url, webhook_secret, timestamps=webhook_timestamps)
         self._quota_reached_until: datetime | None = None
-        self.state.listeners.append(self._on_terminal)
+        # Run-time incidents (see ``control.py``): a revoked key answers 401 to everything;
+        # refused refreshes answer the status given, per company or for all (key None).
+        self.key_revoked = False
+        self.refresh_refusals: dict[str | None, int] = {}
+        self._deleted: dict[str, CompanyState] = {}
+        self.state.group_listeners.append(self._on_group_finished)
+        self.state.event_listeners.append(self._on_event)
         if isinstance(self.clock, FakeClock):
             self.clock.subscribe(self._on_clock)
 
@@ -88,11 +108,14 @@ class Simulator:
 
     # ----- serving --------------------------------------------------------------------------
 
-    def serve(self, host: str = "127.0.0.1", port: int = 0) -> SimulatorServer:
-        """Serve the API over HTTP on a background thread; ``port=0`` picks a free port."""
+    def serve(self, host: str = "127.0.0.1", port: int = 0, *, control: bool = False) -> SimulatorServer:
+        """Serve the API over HTTP on a background thread; ``port=0`` picks a free port.
+
+        ``control`` adds the run-time control API for loopback clients (off by default).
+        """
         from exporter.simulator.http import SimulatorServer
 
-        server = SimulatorServer(self, host, port)
+        server = SimulatorServer(self, host, port, control=control)
         server.start()
         return server
 
@@ -183,9 +206,11 @@ class Simulator:
             return self.state.set_status(company_id, data_type, status, now).id
 
     def set_connection_status(self, company_id: str, status: str, connection_id: str | None = None) -> None:
-        """Change a connection status, e.g. to ``Deauthorized`` so later syncs end in AuthError."""
+        """Change a connection status, e.g. to ``Deauthorized`` so later syncs end in AuthError
+        (announced with the matching ``connection.*`` webhook)."""
         with self.lock:
-            self.state.set_connection_status(company_id, status, connection_id)
+            now = self.tick()
+            self.state.set_connection_status(company_id, status, connection_id, now)
 
     def add_company(
         self,
@@ -214,9 +239,137 @@ class Simulator:
             return self.state.add_company(spec, now).id
 
     def remove_company(self, company_id: str) -> None:
-        """Delete a company (later requests for it answer 404)."""
+        """Delete a company (later requests for it answer 404; ``company.deleted`` is sent)."""
         with self.lock:
-            self.state.remove_company(company_id)
+            now = self.tick()
+            self.state.remove_company(company_id, now)
+
+    # ----- run-time incidents (the control API calls these; tests may too) ----------------
+
+    def _types(self, company_id: str, data_type: str | None) -> list[DataTypeState]:
+        company = self.state.company(company_id)
+        if data_type is None:
+            return list(company.types.values())
+        state = company.types.get(data_type)
+        if state is None:
+            raise SimulatorError(404, "Control", f"company {company_id} has no data type {data_type}")
+        return [state]
+
+    def stop_schedule(self, company_id: str, data_type: str | None = None, *, stopped: bool = True) -> None:
+        """Stop (or, with ``stopped=False``, resume) the automatic syncs of one or every data type."""
+        with self.lock:
+            now = self.tick()
+            company = self.state.company(company_id)
+            for state in self._types(company_id, data_type):
+                state.schedule_stopped = stopped
+                if not stopped and state.running is None and state.next_scheduled is None:
+                    self.state.reschedule(company, state, now)
+
+    def force_outcome(self, company_id: str, status: str | None, data_type: str | None = None) -> None:
+        """Make every new sync of one or every data type end in ``status`` (None: back to chance)."""
+        with self.lock:
+            for state in self._types(company_id, data_type):
+                state.forced_outcome = status
+
+    def forbid_company(self, company_id: str, status: int | None = 403) -> None:
+        """Answer every request about one company with ``status`` (None lifts it)."""
+        if status is None:
+            self.faults.unset(company_id, "error_rate", "error_status")
+            return
+        with self.lock:
+            self.state.company(company_id)
+        self.faults.set(company_id, error_rate=1.0, error_status=status)
+
+    def revoke_key(self, revoked: bool = True) -> None:
+        """Answer 401 to every API request as if the key had been revoked (False restores it)."""
+        with self.lock:
+            self.key_revoked = revoked
+
+    def spend_quota(self, fraction: float | None) -> None:
+        """Count ``fraction`` of today's daily quota as already used (None refills it)."""
+        if fraction is not None and not 0 <= fraction <= 1:
+            raise ValueError("fraction must be between 0 and 1")
+        with self.lock:
+            now = self.tick()
+            if fraction is None:
+                self.rate_limiter.refill(now)
+            else:
+                self.rate_limiter.spend(now, fraction)
+
+    def rate_limit_storm(self, requests: int | None, retry_after: float = 1.0) -> None:
+        """Answer the next ``requests`` API requests with 429 (None ends the storm)."""
+        if requests is None:
+            self.faults.unset(None, "rate_limit_storm")
+        else:
+            self.faults.set(None, rate_limit_storm=(requests, retry_after))
+
+    def refuse_refreshes(self, company_id: str | None = None, status: int | None = 503) -> None:
+        """Refuse ``POST /data/queue`` and ``/data/all`` with ``status`` for one company or all
+        (None accepts them again)."""
+        with self.lock:
+            if status is None:
+                self.refresh_refusals.pop(company_id, None)
+            else:
+                self.refresh_refusals[company_id] = status
+
+    def delete_company(self, company_id: str) -> None:
+        """Delete a company so that ``restore_company`` can bring it back."""
+        with self.lock:
+            now = self.tick()
+            self._deleted[company_id] = self.state.company(company_id)
+            self.state.remove_company(company_id, now)
+
+    def restore_company(self, company_id: str) -> None:
+        """Bring back a company deleted by ``delete_company``."""
+        with self.lock:
+            now = self.tick()
+            company = self._deleted.pop(company_id, None)
+            if company is None:
+                raise SimulatorError(404, "Control", f"company {company_id} was not deleted here")
+            self.state.restore_company(company, now)
+
+    def clear_incidents(self) -> None:
+        """Lift every incident: schedules, outcomes, 403s, key, quota, storm, refusals, deletions."""
+        with self.lock:
+            for company_id in list(self._deleted):
+                self.restore_company(company_id)
+            for company in self.state.iter_companies():
+                for state in company.types.values():
+                    state.forced_outcome = None
+                self.stop_schedule(company.id, stopped=False)
+            self.key_revoked = False
+            self.refresh_refusals.clear()
+            self.rate_limiter.refill(self.tick())
+        self.faults.clear()
+
+    def incidents(self) -> dict[str, Any]:
+        """What is injected right now (the control API's ``GET /_control``)."""
+        with self.lock:
+            stopped: list[dict[str, str]] = []
+            forced: list[dict[str, str]] = []
+            for company in self.state.iter_companies():
+                for state in company.types.values():
+                    pair = {"company_id": company.id, "data_type": state.data_type}
+                    if state.schedule_stopped:
+                        stopped.append(pair)
+                    if state.forced_outcome is not None:
+                        forced.append({**pair, "status": state.forced_outcome})
+            scopes = self.faults.scopes()
+            storm = scopes.get(None)
+            left = storm.rate_limit_storm[0] if storm is not None and storm.rate_limit_storm else 0
+            return {
+                "schedule_stopped": stopped,
+                "forced_outcomes": forced,
+                "forbidden": sorted(c for c, f in scopes.items() if c is not None and f.error_rate >= 1.0),
+                "key_revoked": self.key_revoked,
+                "quota": {
+                    "daily_quota": self.rate_limiter.daily_quota,
+                    "used_today": self.rate_limiter.used_today,
+                },
+                "rate_limit_storm": left,
+                "refused_refreshes": {cid or "*": st for cid, st in self.refresh_refusals.items()},
+                "deleted": sorted(self._deleted),
+            }
 
     def completed_operations(
         self, company_id: str | None = None, data_type: str | None = None, status: str | None = None
@@ -264,23 +417,29 @@ class Simulator:
 
     # ----- webhooks -------------------------------------------------------------------------
 
-    def _on_terminal(self, company: CompanyState, op: Operation, at: datetime) -> None:
+    def _on_group_finished(self, company: CompanyState, group: FetchGroup, at: datetime) -> None:
+        """One ``read.completed`` (``.initial`` for a company's first fetch) per fetch group."""
         if not self.webhooks.enabled:
             return
-        state = company.types[op.data_type]
-        payload = {
-            "referenceCompany": company_reference(company),
-            "modifiedFromDate": codat_timestamp(state.last_success) if state.last_success else None,
-            "dataTypes": [
-                {
-                    "connectionId": op.connection_id,
-                    "dataType": op.data_type,
-                    "recordsModified": op.final_status == "Complete",
-                    "status": op.final_status,
-                }
-            ],
-        }
-        self.webhooks.enqueue("read.completed", payload, at)
+        event_type = "read.completed.initial" if group.initial else "read.completed"
+        self.webhooks.enqueue(event_type, read_completed_payload(company, group), at)
+
+    def _on_event(
+        self, event_type: str, company: CompanyState, conn: ConnectionState | None, at: datetime
+    ) -> None:
+        """``connection.*`` carry the company reference and the connection; ``company.*`` the
+        company's details (spec ConnectionWebhook, CompanyWebhook)."""
+        if not self.webhooks.enabled:
+            return
+        if conn is not None:
+            payload: dict[str, Any] = {
+                "referenceCompany": company_reference(company),
+                "connection": connection_json(company, conn),
+            }
+        else:
+            payload = company_json(company)
+            payload.pop("dataConnections", None)
+        self.webhooks.enqueue(event_type, payload, at)
 
     def on_quota_exhausted(self, now: datetime, decision: RateDecision) -> None:
         """The daily quota has run out: announce it once per quota day with ``client.rateLimit.reached``."""

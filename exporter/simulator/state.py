@@ -17,6 +17,7 @@ import heapq
 import math
 import random
 import uuid
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -50,6 +51,18 @@ _ERROR_MESSAGES = {
     "PermissionsError": "The connection lacks permission to read this data.",
     "PrerequisiteNotMet": "A prerequisite data type has not been synced.",
 }
+# What the source platform answered when a sync failed this way (dataConnectionErrors[]).
+_CONNECTION_ERRORS = {
+    "FetchError": ("503", "Service Unavailable"),
+    "RateLimitError": ("429", "Too Many Requests"),
+    "AuthError": ("401", "Unauthorized"),
+    "PermissionsError": ("403", "Forbidden"),
+    "InternalError": ("500", "Internal Server Error"),
+}
+# Scheduled syncs of one company that start within this window report in one read.completed,
+# as Codat reports the fetch of a product's data types together.
+_GROUP_WINDOW = timedelta(seconds=60)
+_MAX_CONNECTION_ERRORS = 10
 _INTEGRATION_KEYS = {"Xero": "gbol", "QuickBooks Online": "qhyg", "Sage Business Cloud Accounting": "tgff"}
 _NAMESPACE = uuid.UUID("6f1c1a52-3d0e-4c57-9f64-9a3a4e0c2b10")
 
@@ -95,6 +108,18 @@ def _uuid(rng: random.Random) -> str:
 
 
 @dataclass(slots=True)
+class FetchGroup:
+    """Syncs of one company reported together in one ``read.completed`` once all have finished."""
+
+    id: str
+    company_id: str
+    started: datetime
+    initial: bool = False
+    open: int = 0
+    finished: list[Operation] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class Operation:
     """One pull operation (dataset) with its whole timeline."""
 
@@ -107,6 +132,9 @@ class Operation:
     final_status: str
     duration: float  # seconds from requested to the final status; inf while held in a stage
     error_message: str | None = None
+    group: FetchGroup | None = None
+    records_modified: bool = False
+    validation_issues: int = 0
 
     def completed_at(self) -> datetime | None:
         """When the operation reached (or will reach) its final status; None while held open."""
@@ -137,6 +165,18 @@ class Operation:
 
 
 @dataclass(slots=True)
+class ConnectionErrorState:
+    """One ``dataConnectionErrors[]`` entry: a transient error of the source platform."""
+
+    status_code: str
+    status_text: str
+    message: str
+    errored_on: datetime
+    status: str = "Active"
+    resolved_on: datetime | None = None
+
+
+@dataclass(slots=True)
 class ConnectionState:
     """A company's data connection."""
 
@@ -149,6 +189,12 @@ class ConnectionState:
     status: str
     created: datetime
     last_sync: datetime | None = None
+    errors: list[ConnectionErrorState] = field(default_factory=list)
+    info: dict[str, object] | None = None
+
+    def active_errors(self) -> int:
+        """How many of its errors are still Active."""
+        return sum(1 for e in self.errors if e.status == "Active")
 
 
 @dataclass(slots=True)
@@ -166,6 +212,9 @@ class DataTypeState:
     last_completed: datetime | None = None
     running: Operation | None = None
     next_scheduled: datetime | None = None
+    fetch_on_first_link: bool = True
+    schedule_stopped: bool = False  # run-time control: the schedule queues nothing
+    forced_outcome: str | None = None  # run-time control: every new sync ends in this status
 
 
 @dataclass(slots=True)
@@ -187,6 +236,7 @@ class CompanyState:
     seeded_ops: list[Operation] | None = None
     live_ops: list[Operation] = field(default_factory=list)
     live_by_id: dict[str, Operation] = field(default_factory=dict)
+    open_group: FetchGroup | None = None
     _rng: random.Random | None = None
 
     @property
@@ -202,6 +252,9 @@ class CompanyState:
 
 
 TerminalListener = Callable[[CompanyState, Operation, datetime], None]
+GroupListener = Callable[[CompanyState, FetchGroup, datetime], None]
+# (event type, company, connection or None, when): connection.* and company.* happenings.
+EventListener = Callable[[str, CompanyState, "ConnectionState | None", datetime], None]
 
 
 class SimState:
@@ -216,8 +269,11 @@ class SimState:
         self.order: list[str] = []
         self.terminal_counts: Counter[tuple[str, str, str]] = Counter()
         self.listeners: list[TerminalListener] = []
+        self.group_listeners: list[GroupListener] = []
+        self.event_listeners: list[EventListener] = []
         self._heap: list[tuple[datetime, int, str, str, str, str]] = []
         self._seq = 0
+        self._groups = 0
         self._next_index = 0
         self._keep_seeded = scenario.total_companies() < keep_seeded_below
         self.now = now
@@ -250,7 +306,8 @@ class SimState:
                 data_type=data_type,
                 connection_id=conn.id if conn else "",
                 supported=supported,
-                schedule_hours=profile.sync_schedule_hours if supported else None,
+                schedule_hours=schedule_hours(profile, data_type) if supported else None,
+                fetch_on_first_link=not _matches(profile.not_fetched_on_first_link, data_type),
             )
         company = CompanyState(
             index=index,
@@ -291,6 +348,7 @@ class SimState:
             platform_name=spec.platform,
             status=spec.status,
             created=created + timedelta(minutes=5),
+            info=dict(spec.connection_info) if spec.connection_info is not None else None,
         )
 
     def _seed_history(self, company: CompanyState) -> tuple[list[Operation], list[Operation]]:
@@ -306,7 +364,7 @@ class SimState:
         for data_type, state in company.types.items():
             if not state.connection_id or _matches(profile.never_synced, data_type):
                 continue
-            interval = 3600 * (profile.history_interval_hours or profile.sync_schedule_hours or 24)
+            interval = 3600 * (profile.history_interval_hours or state.schedule_hours or 24)
             if profile.last_success_hours_ago is not None:
                 last_success_age = 3600 * profile.last_success_hours_ago + rng.uniform(0, 600)
             else:
@@ -333,7 +391,11 @@ class SimState:
             ops_for_type.reverse()
             ops_for_type = [op for op in ops_for_type if op.requested > company.created]
             finished.extend(ops_for_type)
-            if state.supported and rng.random() < profile.in_progress_probability:
+            if state.supported and _matches(profile.stuck, data_type):
+                op = self._make_op(company, state, now, None, rng, False)
+                op.requested = now - timedelta(hours=profile.stuck_since_hours)
+                running.append(op)
+            elif state.supported and rng.random() < profile.in_progress_probability:
                 op = self._make_op(company, state, now, None, rng, False)
                 op.requested = now - timedelta(seconds=rng.uniform(0, min(op.duration, 30)))
                 running.append(op)
@@ -355,6 +417,8 @@ class SimState:
             latest_per_connection[op.connection_id] = max(
                 done, latest_per_connection.get(op.connection_id, done)
             )
+            # A company failing at the start already shows the platform error on its connection.
+            self._connection_errors(company, op, done)
         for connection_id, done in latest_per_connection.items():
             _bump(company, connection_id, done)
 
@@ -367,6 +431,8 @@ class SimState:
         *,
         linked: bool = False,
     ) -> str:
+        if state.forced_outcome is not None:
+            return state.forced_outcome
         if not linked:
             conn = company.connection(connection_id or state.connection_id)
             if conn is None or conn.status != "Linked":
@@ -410,6 +476,18 @@ class SimState:
         connection_id: str | None = None,
     ) -> Operation:
         """An operation with a drawn timeline; ``ends_at`` says whether the time given is its end."""
+        if outcome is None and _matches(company.profile.stuck, state.data_type):
+            # Held open for good: Codat waits for the connector that never answers.
+            return Operation(
+                id=_uuid(rng),
+                company_id=company.id,
+                connection_id=connection_id or state.connection_id,
+                data_type=state.data_type,
+                requested=end_or_start,
+                stages=((0.0, "Queued"), (self.stage_specs[0][1], company.profile.stuck_status)),
+                final_status="Complete",
+                duration=math.inf,
+            )
         final = outcome or self._draw_outcome(company, state, rng, connection_id)
         jitter = self.scenario.sync.jitter
         stop_after = _FAILS_AFTER.get(final)
@@ -455,6 +533,8 @@ class SimState:
                 if state.running is not None and state.running.id == op_id:
                     self._finish(company, state, state.running, due)
                     applied += 1
+            elif kind == "schedule" and state.next_scheduled == due and state.schedule_stopped:
+                state.next_scheduled = None
             elif kind == "schedule" and state.next_scheduled == due and state.running is None:
                 state.next_scheduled = None
                 self._start(company, state, self._make_op(company, state, due, None, company.rng, False), due)
@@ -466,7 +546,14 @@ class SimState:
         """When the next event falls due (None when nothing is pending)."""
         return self._heap[0][0] if self._heap else None
 
-    def _start(self, company: CompanyState, state: DataTypeState, op: Operation, now: datetime) -> None:
+    def _start(
+        self,
+        company: CompanyState,
+        state: DataTypeState,
+        op: Operation,
+        now: datetime,
+        group: FetchGroup | None = None,
+    ) -> None:
         state.running = op
         state.latest_sync_id = op.id
         state.next_scheduled = None
@@ -475,7 +562,20 @@ class SimState:
         self._trim(company)
         done = op.completed_at()
         if done is not None:
+            # An operation held open forever is in no group: the others still get reported.
+            if group is None:
+                group = company.open_group
+                if group is None or now - group.started > _GROUP_WINDOW or group.open == 0:
+                    group = self.new_group(company, now)
+                    company.open_group = group
+            group.open += 1
+            op.group = group
             self._push(max(done, now), "finish", company.id, state.data_type, op.id)
+
+    def new_group(self, company: CompanyState, now: datetime, *, initial: bool = False) -> FetchGroup:
+        """A new fetch group of ``company`` (syncs reported together in one read.completed)."""
+        self._groups += 1
+        return FetchGroup(id=f"g{self._groups}", company_id=company.id, started=now, initial=initial)
 
     def _finish(self, company: CompanyState, state: DataTypeState, op: Operation, at: datetime) -> None:
         state.running = None
@@ -485,15 +585,57 @@ class SimState:
             state.last_success = at
             state.latest_success_id = op.id
         _bump(company, op.connection_id, at)
+        self._connection_errors(company, op, at)
+        if op.final_status == "Complete":
+            # Drawn from the operation's id, not the company's random stream, so these draws
+            # change no outcome; crc32 is repeatable across processes and cheap.
+            key = op.id.encode()
+            profile = company.profile
+            op.records_modified = zlib.crc32(key) / 2**32 < profile.records_modified_probability
+            op.validation_issues = int(zlib.crc32(key, 1) / 2**32 < profile.validation_warning_probability)
         self.terminal_counts[(company.id, op.data_type, op.final_status)] += 1
         for listener in list(self.listeners):
             listener(company, op, at)
+        group = op.group
+        if group is None:
+            # Held open until a test or the control API ended it: reported on its own.
+            group = op.group = self.new_group(company, at)
+            group.open = 1
+        group.open -= 1
+        group.finished.append(op)
+        if group.open <= 0:
+            if company.open_group is group:
+                company.open_group = None
+            for group_listener in list(self.group_listeners):
+                group_listener(company, group, at)
         self._schedule_next(company, state, at)
+
+    def _connection_errors(self, company: CompanyState, op: Operation, at: datetime) -> None:
+        """Raise an Active dataConnectionError on failures that come from the platform; a
+        successful sync on the connection resolves them."""
+        conn = company.connection(op.connection_id)
+        if conn is None:
+            return
+        if op.final_status == "Complete":
+            for error in conn.errors:
+                if error.status == "Active":
+                    error.status = "Resolved"
+                    error.resolved_on = at
+        elif op.final_status in company.profile.connection_errors_on and conn.active_errors() == 0:
+            code, text = _CONNECTION_ERRORS.get(op.final_status, ("500", "Internal Server Error"))
+            message = _ERROR_MESSAGES.get(op.final_status, "The source platform returned an error.")
+            conn.errors.append(ConnectionErrorState(code, text, message, at))
+            del conn.errors[:-_MAX_CONNECTION_ERRORS]
 
     def _schedule_next(
         self, company: CompanyState, state: DataTypeState, now: datetime, initial: bool = False
     ) -> None:
-        if state.schedule_hours is None or not state.supported or not state.connection_id:
+        if (
+            state.schedule_hours is None
+            or not state.supported
+            or not state.connection_id
+            or state.schedule_stopped
+        ):
             return
         period = timedelta(hours=state.schedule_hours)
         # Codat re-commences the schedule from the last sync; after a failure we count from the
@@ -504,6 +646,10 @@ class SimState:
             due = now + timedelta(seconds=company.rng.uniform(0, min(period.total_seconds(), 3600) * 0.5))
         state.next_scheduled = due
         self._push(due, "schedule", company.id, state.data_type)
+
+    def reschedule(self, company: CompanyState, state: DataTypeState, now: datetime) -> None:
+        """Schedule the next automatic sync of a data type whose schedule was resumed."""
+        self._schedule_next(company, state, now, initial=True)
 
     def _trim(self, company: CompanyState) -> None:
         limit = self.scenario.sync.history_limit
@@ -537,8 +683,12 @@ class SimState:
         *,
         connection_id: str | None = None,
         outcome: str | None = None,
+        group: FetchGroup | None = None,
     ) -> Operation:
-        """Queue a sync as ``POST /data/queue/{dataType}`` does; raises ``SimulatorError`` like Codat."""
+        """Queue a sync as ``POST /data/queue/{dataType}`` does; raises ``SimulatorError`` like Codat.
+
+        A single queued type is reported in a read.completed of its own unless ``group`` is given.
+        """
         company = self.company(company_id)
         state = company.types.get(data_type)
         if state is None:
@@ -553,16 +703,30 @@ class SimState:
         if not (connection_id or state.connection_id):
             raise SimulatorError(400, "PullApi", f"Company {company_id} has no data connection")
         op = self._make_op(company, state, now, outcome, company.rng, False, connection_id=connection_id)
-        self._start(company, state, op, now)
+        self._start(company, state, op, now, group or self.new_group(company, now))
         return op
 
-    def queue_all(self, company_id: str, now: datetime) -> list[Operation]:
-        """Queue every supported data type that is not already running (``POST /data/all``)."""
+    def queue_all(self, company_id: str, now: datetime, *, initial: bool = False) -> list[Operation]:
+        """Queue what ``POST /data/all`` queues: each data type marked fetch-on-first-link that the
+        company's *linked* connections support and that is not already running.
+
+        Codat docs, "Queue data syncs" / "Refresh company data": a dataset "for each of the data
+        types marked as Fetch on first link ... where that data type is supported by the company's
+        linked data connections". A company without a linked connection gets nothing queued.
+        """
         company = self.company(company_id)
+        group = self.new_group(company, now, initial=initial)
         queued = []
         for data_type, state in company.types.items():
-            if state.supported and state.running is None and state.connection_id:
-                queued.append(self.queue(company_id, data_type, now))
+            conn = company.connection(state.connection_id)
+            if (
+                state.supported
+                and state.fetch_on_first_link
+                and state.running is None
+                and conn is not None
+                and conn.status == "Linked"
+            ):
+                queued.append(self.queue(company_id, data_type, now, group=group))
         return queued
 
     def finish_running(self, now: datetime, company_id: str | None = None, status: str | None = None) -> int:
@@ -628,23 +792,93 @@ class SimState:
         self._start(company, state, op, now)
         return op
 
-    def set_connection_status(self, company_id: str, status: str, connection_id: str | None = None) -> None:
-        """Change a connection's status (all of the company's connections when no id is given)."""
+    def set_connection_status(
+        self, company_id: str, status: str, connection_id: str | None = None, now: datetime | None = None
+    ) -> None:
+        """Change a connection's status (all of the company's connections when no id is given).
+
+        With ``now``, announce it as Codat's webhooks do: PendingAuth → Linked is
+        ``connection.connected`` (and queues the first-link fetch, reported as
+        ``read.completed.initial``), Linked → Deauthorized/Unlinked ``connection.disconnected``,
+        back to Linked ``connection.reconnected``.
+        """
+        company = self.company(company_id)
+        for conn in company.connections:
+            if connection_id is not None and conn.id != connection_id:
+                continue
+            before, conn.status = conn.status, status
+            if now is None or before == status:
+                continue
+            if status == "Linked":
+                first = before == "PendingAuth"
+                self._emit("connection.connected" if first else "connection.reconnected", company, conn, now)
+                if first:
+                    self.queue_all(company_id, now, initial=company.last_sync is None)
+            elif before == "Linked":
+                self._emit("connection.disconnected", company, conn, now)
+
+    def fail_connection(self, company_id: str, connection_id: str | None, now: datetime) -> None:
+        """An authorization attempt failed (``connection.failed``); the status does not change."""
         company = self.company(company_id)
         for conn in company.connections:
             if connection_id is None or conn.id == connection_id:
-                conn.status = status
+                self._emit("connection.failed", company, conn, now)
+
+    def add_connection(self, company_id: str, spec: ConnectionSpec, now: datetime) -> ConnectionState:
+        """Create a connection (``connection.created``); it serves data types only once linked."""
+        company = self.company(company_id)
+        conn = self._connection(spec, company.id, now - timedelta(minutes=5), company.rng)
+        company.connections.append(conn)
+        for state in company.types.values():
+            if not state.connection_id:
+                state.connection_id = conn.id
+        self._emit("connection.created", company, conn, now)
+        return conn
+
+    def delete_connection(self, company_id: str, connection_id: str, now: datetime) -> None:
+        """Delete a connection (``connection.deleted``); its data types have no connection left."""
+        company = self.company(company_id)
+        conn = company.connection(connection_id)
+        if conn is None:
+            raise SimulatorError(404, "PublicApi", f"Data connection {connection_id} not found")
+        company.connections.remove(conn)
+        for state in company.types.values():
+            if state.connection_id == connection_id:
+                state.connection_id = ""
+        self._emit("connection.deleted", company, conn, now)
 
     def add_company(self, spec: CompanySpec, now: datetime) -> CompanyState:
-        """Add a company mid-simulation."""
+        """Add a company mid-simulation (``company.created``)."""
         profile = self.scenario.profile_for(spec)
-        return self._create(spec, profile, spec.name, now, explicit_id=spec.id)
+        company = self._create(spec, profile, spec.name, now, explicit_id=spec.id)
+        self._emit("company.created", company, None, now)
+        return company
 
-    def remove_company(self, company_id: str) -> None:
-        """Delete a company; its pending events are dropped when they fall due."""
-        self.company(company_id)
+    def remove_company(self, company_id: str, now: datetime | None = None) -> None:
+        """Delete a company (``company.deleted`` when ``now`` is given); its pending events are
+        dropped when they fall due."""
+        company = self.company(company_id)
         del self.companies[company_id]
         self.order.remove(company_id)
+        if now is not None:
+            self._emit("company.deleted", company, None, now)
+
+    def restore_company(self, company: CompanyState, now: datetime) -> None:
+        """Put a deleted company back (``company.created``) with its schedules running again."""
+        if company.id in self.companies:
+            return
+        self.companies[company.id] = company
+        self.order.append(company.id)
+        for state in company.types.values():
+            if state.running is None:
+                self._schedule_next(company, state, now, initial=True)
+        self._emit("company.created", company, None, now)
+
+    def _emit(
+        self, event_type: str, company: CompanyState, conn: ConnectionState | None, now: datetime
+    ) -> None:
+        for listener in list(self.event_listeners):
+            listener(event_type, company, conn, now)
 
     # ----- reading --------------------------------------------------------------------------
 
@@ -684,6 +918,14 @@ def _bump(company: CompanyState, connection_id: str, at: datetime) -> None:
     conn = company.connection(connection_id)
     if conn is not None and (conn.last_sync is None or at > conn.last_sync):
         conn.last_sync = at
+
+
+def schedule_hours(profile: Profile, data_type: str) -> float | None:
+    """The sync schedule of one data type: its own entry in ``sync_schedules``, else the profile's."""
+    for pattern, hours in profile.sync_schedules.items():
+        if fnmatchcase(data_type, pattern):
+            return hours
+    return profile.sync_schedule_hours
 
 
 def _connection_for(data_type: str, connections: list[ConnectionState]) -> ConnectionState | None:

@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from exporter.simulator.state import CompanyState, ConnectionState, DataTypeState, Operation
+from exporter.simulator.state import (
+    CompanyState,
+    ConnectionErrorState,
+    ConnectionState,
+    DataTypeState,
+    FetchGroup,
+    Operation,
+)
 from exporter.simulator.wire import codat_timestamp
 
 PORTAL = "https://app.codat.io"
@@ -28,10 +35,67 @@ def connection_json(company: CompanyState, conn: ConnectionState) -> dict[str, A
         "lastSync": _ts(conn.last_sync),
         "created": codat_timestamp(conn.created),
         "sourceType": conn.source_type,
+        # Both nullable in the spec's Connection schema; Codat's free-form connectionInfo has no
+        # documented content, so the simulator only echoes what a scenario sets.
+        "dataConnectionErrors": [connection_error_json(e) for e in conn.errors],
+        "connectionInfo": conn.info,
     }
     if conn.last_sync is None:
         del body["lastSync"]
     return body
+
+
+def connection_error_json(error: ConnectionErrorState) -> dict[str, Any]:
+    """A ``dataConnectionErrors[]`` entry (spec: Connection.definitions.dataConnectionError)."""
+    return {
+        "statusCode": error.status_code,
+        "statusText": error.status_text,
+        "errorMessage": error.message,
+        "erroredOnUtc": codat_timestamp(error.errored_on),
+        "status": error.status,
+        "resolvedOnUtc": _ts(error.resolved_on),
+    }
+
+
+def reported_schedule(hours: float | None) -> int:
+    """``syncSchedule`` as Codat's integer hours: 0 for no automatic syncs (an assumption: the
+    docs name the "None" frequency but not its value), sub-hour demo schedules as 1."""
+    if hours is None:
+        return 0
+    return max(1, round(hours))
+
+
+def sync_setting_json(state: DataTypeState, order: int) -> dict[str, Any]:
+    """One ``SyncSetting``: the four required fields plus ``isLocked``."""
+    return {
+        "dataType": state.data_type,
+        "fetchOnFirstLink": state.fetch_on_first_link,
+        "syncSchedule": reported_schedule(state.schedule_hours),
+        "syncOrder": order,
+        "isLocked": False,
+    }
+
+
+def company_sync_settings_json(company: CompanyState, default_hours: int) -> dict[str, Any]:
+    """``GET /companies/{id}/syncSettings`` (spec schema CompanySyncSettings)."""
+    settings = [sync_setting_json(state, i) for i, state in enumerate(company.types.values())]
+    overrides = any(s["syncSchedule"] != default_hours or not s["fetchOnFirstLink"] for s in settings)
+    return {"companyId": company.id, "settings": settings, "overridesDefaults": overrides}
+
+
+def profile_sync_settings_json(client_id: str, data_types: tuple[str, ...], hours: int) -> dict[str, Any]:
+    """``GET /profile/syncSettings`` (spec schema SyncSettings): the client-wide defaults."""
+    settings = [
+        {
+            "dataType": data_type,
+            "fetchOnFirstLink": True,
+            "syncSchedule": hours,
+            "syncOrder": i,
+            "isLocked": False,
+        }
+        for i, data_type in enumerate(data_types)
+    ]
+    return {"clientId": client_id, "settings": settings, "overridesDefaults": False}
 
 
 def company_json(company: CompanyState) -> dict[str, Any]:
@@ -54,6 +118,43 @@ def company_json(company: CompanyState) -> dict[str, Any]:
     if company.last_sync is None:
         del body["lastSync"]
     return body
+
+
+def read_completed_payload(company: CompanyState, group: FetchGroup) -> dict[str, Any]:
+    """The ``read.completed`` payload of a finished fetch group: one ``dataTypes[]`` entry per sync.
+
+    Spec ``ReadCompletedWebhook``: ``recordsModified`` is True when records were created, updated
+    or deleted; ``issues[]`` carries ``warning.validation`` items linking to the validation log.
+    """
+    last_success = max(
+        (s.last_success for s in company.types.values() if s.last_success is not None), default=None
+    )
+    items = []
+    for op in group.finished:
+        item: dict[str, Any] = {
+            "connectionId": op.connection_id,
+            "dataType": op.data_type,
+            "recordsModified": op.records_modified,
+            "status": op.final_status,
+        }
+        if op.validation_issues:
+            item["issues"] = [
+                {
+                    "type": "warning.validation",
+                    "message": f"Some {op.data_type} records did not pass validation; see the logs.",
+                    "links": {
+                        "logs": f"https://api.codat.io/companies/{company.id}/sync/{op.id}/validation",
+                        "portal": f"{PORTAL}/companies/{company.id}/pull-history",
+                        "readMore": "https://docs.codat.io/using-the-api/get-data-troubleshooting#warning.validation",
+                    },
+                }
+            ] * op.validation_issues
+        items.append(item)
+    return {
+        "referenceCompany": company_reference(company),
+        "modifiedFromDate": _ts(last_success),
+        "dataTypes": items,
+    }
 
 
 def company_reference(company: CompanyState) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from exporter.config.schema import WebhookSettings
+from exporter.http.webconfig import WebConfig
 from exporter.webhooks.receiver import PollScheduler, WebhookReceiver, WebhookTelemetry
 from exporter.webhooks.verify import SecretError, SigningSecret
 
@@ -26,9 +27,11 @@ def build_webhook_receiver(
     scheduler: PollScheduler,
     telemetry: WebhookTelemetry,
     owns: Callable[[str], bool],
+    web: WebConfig | None = None,
 ) -> WebhookReceiver:
     """The receiver described by ``settings``; ``owns(company_id)`` says whether this shard polls a company.
 
+    ``web`` (TLS, basic auth) applies to the receiver's own port, if it has one.
     Raises ``exporter.webhooks.verify.SecretError`` if no usable secret is configured, and
     ``OSError`` if ``webhooks.listen_address`` cannot be bound.
     """
@@ -44,4 +47,5 @@ def build_webhook_receiver(
         listen_address=settings.listen_address,
         max_body_bytes=settings.max_body_bytes,
         tolerance=settings.tolerance,
+        web=web,
     )

@@ -1,11 +1,22 @@
 """Parsing Codat webhook bodies into typed events, tolerantly.
 
 Only what the exporter acts on is required: the ``eventType``, the company id of
-``read.completed`` and the ``expiryDate`` of ``client.rateLimit.reached``.
-Everything else is optional and read leniently, because Codat adds fields and
-event types over time: an unknown event type parses to ``OtherEvent`` (counted,
-then ignored), and the whole ``dataTypes`` array is always read, skipping
-entries that are not objects rather than failing the delivery.
+``read.completed`` (``payload.referenceCompany.id``), of ``connection.*``
+(``payload.referenceCompany.id``) and of ``company.*`` (``payload.id``), and the
+``expiryDate`` of ``client.rateLimit.reached``. Everything else is optional and
+read leniently, because Codat adds fields and event types over time: an unknown
+event type parses to ``OtherEvent`` (counted, then ignored), and the whole
+``dataTypes`` array is always read, skipping entries that are not objects
+rather than failing the delivery.
+
+Shapes follow the Platform API spec's ``webhooks`` section (ReadCompletedWebhook,
+ConnectionWebhook, CompanyWebhook, ClientRateLimitWebhook). ``read.completed`` is
+sent when the fetch of a product's data types completes, so one event names
+several data types; ``recordsModified`` says records were created, updated or
+deleted, and ``issues[]`` items of type ``warning.validation`` point at the
+validation log. Codat has no ``data.sync.complete`` event: its legacy "Data sync
+completed" rule was deprecated on 2025-01-10 in favour of ``read.completed``
+(codat-docs ``blog/241004-deprecation-legacy-webhook-event-types.md``).
 """
 
 from __future__ import annotations
@@ -20,11 +31,44 @@ READ_COMPLETED: Final = "read.completed"
 READ_COMPLETED_INITIAL: Final = "read.completed.initial"
 RATE_LIMIT_REACHED: Final = "client.rateLimit.reached"
 RATE_LIMIT_RESET: Final = "client.rateLimit.reset"
-KNOWN_EVENT_TYPES: Final = frozenset(
-    {READ_COMPLETED, READ_COMPLETED_INITIAL, RATE_LIMIT_REACHED, RATE_LIMIT_RESET}
+CONNECTION_EVENT_TYPES: Final = (
+    "connection.created",
+    "connection.connected",
+    "connection.disconnected",
+    "connection.reconnected",
+    "connection.failed",
+    "connection.deleted",
 )
+COMPANY_CREATED: Final = "company.created"
+COMPANY_DELETED: Final = "company.deleted"
+KNOWN_EVENT_TYPES: Final = frozenset(
+    {
+        READ_COMPLETED,
+        READ_COMPLETED_INITIAL,
+        RATE_LIMIT_REACHED,
+        RATE_LIMIT_RESET,
+        *CONNECTION_EVENT_TYPES,
+        COMPANY_CREATED,
+        COMPANY_DELETED,
+    }
+)
+"""Event types the exporter acts on."""
+LABELLED_EVENT_TYPES: Final[tuple[str, ...]] = (
+    READ_COMPLETED,
+    READ_COMPLETED_INITIAL,
+    RATE_LIMIT_REACHED,
+    RATE_LIMIT_RESET,
+    *CONNECTION_EVENT_TYPES,
+    COMPANY_CREATED,
+    COMPANY_DELETED,
+    "company.product.added",
+    "company.product.removed",
+)
+"""Event types counted under their own name: every fixed name in Codat's event catalogue. The
+``{dataType}.write.successful/unsuccessful`` family is open-ended, so it counts as ``other``."""
 OTHER_EVENT_TYPE: Final = "other"
-"""The ``event_type`` label of every event type the exporter does not act on (keeps the label bounded)."""
+"""The ``event_type`` label of every event type outside ``LABELLED_EVENT_TYPES`` (keeps it bounded)."""
+VALIDATION_ISSUE: Final = "warning.validation"
 
 # Codat timestamps: date, optional time with 0–7 fractional digits, optional Z or offset.
 _DATETIME_RE: Final = re.compile(
@@ -47,6 +91,8 @@ class DataTypeResult:
     status: str | None
     connection_id: str | None = None
     records_modified: bool | None = None
+    validation_issues: int = 0
+    """How many ``issues[]`` of type ``warning.validation`` the read reported."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +106,43 @@ class ReadCompleted:
     company_name: str | None
     modified_from_date: datetime | None
     data_types: tuple[DataTypeResult, ...]
+
+    @property
+    def data_type_names(self) -> tuple[str, ...]:
+        """The data types the event names, in order, without repeats."""
+        return tuple(dict.fromkeys(d.data_type for d in self.data_types if d.data_type))
+
+    def validation_issues(self) -> dict[str, int]:
+        """Data type → ``warning.validation`` issues reported for it (types with none left out)."""
+        counts: dict[str, int] = {}
+        for result in self.data_types:
+            if result.data_type and result.validation_issues:
+                counts[result.data_type] = counts.get(result.data_type, 0) + result.validation_issues
+        return counts
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionEvent:
+    """``connection.*``: a data connection of a company was created, linked, lost, re-linked,
+    failed to link or was deleted (``connection_status`` is its status as sent, if any)."""
+
+    event_type: str
+    event_id: str | None
+    generated_date: datetime | None
+    company_id: str
+    connection_id: str | None
+    connection_status: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CompanyEvent:
+    """``company.created`` / ``company.deleted``."""
+
+    event_type: str
+    event_id: str | None
+    generated_date: datetime | None
+    company_id: str
+    company_name: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,14 +176,17 @@ class OtherEvent:
     event_id: str | None
 
 
-Event = ReadCompleted | RateLimitReached | RateLimitReset | OtherEvent
+Event = ReadCompleted | RateLimitReached | RateLimitReset | ConnectionEvent | CompanyEvent | OtherEvent
 
 
 def event_type_label(event_type: str | None) -> str:
-    """The bounded ``event_type`` label for a raw event type: itself if known, else ``other``."""
-    if event_type in KNOWN_EVENT_TYPES:
+    """The bounded ``event_type`` label for a raw event type: itself if named, else ``other``."""
+    if event_type in _LABELLED:
         return event_type
     return OTHER_EVENT_TYPE
+
+
+_LABELLED: Final = frozenset(LABELLED_EVENT_TYPES)
 
 
 def parse_lenient_datetime(value: object) -> datetime | None:
@@ -163,12 +249,18 @@ def _data_type_results(value: object) -> tuple[DataTypeResult, ...]:
         if not isinstance(item, dict):
             continue
         modified = item.get("recordsModified")
+        issues = item.get("issues")
         results.append(
             DataTypeResult(
                 data_type=_str(item.get("dataType")),
                 status=_str(item.get("status")),
                 connection_id=_str(item.get("connectionId")),
                 records_modified=modified if isinstance(modified, bool) else None,
+                validation_issues=sum(
+                    1 for i in issues if isinstance(i, dict) and i.get("type") == VALIDATION_ISSUE
+                )
+                if isinstance(issues, list)
+                else 0,
             )
         )
     return tuple(results)
@@ -206,6 +298,24 @@ def parse_event(body: bytes) -> Event:
             modified_from_date=parse_lenient_datetime(payload.get("modifiedFromDate")),
             data_types=_data_type_results(payload.get("dataTypes")),
         )
+    if event_type in CONNECTION_EVENT_TYPES:
+        company_id = _str(_object(payload.get("referenceCompany")).get("id"))
+        if company_id is None:
+            raise PayloadError(f"{event_type}: payload.referenceCompany.id is missing")
+        connection = _object(payload.get("connection"))
+        return ConnectionEvent(
+            event_type,
+            event_id,
+            generated,
+            company_id,
+            _str(connection.get("id")),
+            _str(connection.get("status")),
+        )
+    if event_type in (COMPANY_CREATED, COMPANY_DELETED):
+        company_id = _str(payload.get("id"))
+        if company_id is None:
+            raise PayloadError(f"{event_type}: payload.id is missing")
+        return CompanyEvent(event_type, event_id, generated, company_id, _str(payload.get("name")))
     daily_quota = _int(payload.get("dailyQuota"))
     remaining = _int(payload.get("quotaRemaining"))
     if event_type == RATE_LIMIT_REACHED:

@@ -2,50 +2,45 @@
 
 Operators put the webhook endpoint on a separate port when only it should be
 reachable from the internet (through an ingress) while /metrics stays internal.
-It is the exporter's own HTTP server with the webhook route and /healthz; the
-landing page and /metrics are not served there, so nothing about the
+It is the generic HTTP server with the webhook route and /healthz, nothing else:
+the landing page and /metrics do not exist there, so nothing about the
 exporter's companies leaks through the public port.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from typing import Final
 
-from exporter.collector.snapshot import Snapshot
-from exporter.exposition import ExpositionCache
-from exporter.landing import LandingData
-from exporter.server import ExporterServer, Handler, Request, Response
+from exporter.http.limits import ServerLimits
+from exporter.http.messages import HEALTH_ROUTES, Routes
+from exporter.http.server import HttpServer
+from exporter.http.webconfig import WebConfig
 
-_NOT_HERE = Response(
-    404,
-    {"Content-Type": "text/plain; charset=utf-8"},
-    b"this port only receives Codat webhooks; /metrics is served on the exporter's main address\n",
+NOT_FOUND_TEXT: Final = (
+    "this port only receives Codat webhooks; /metrics is served on the exporter's main address\n"
 )
-
-
-def _not_here(_request: Request) -> Response:
-    return _NOT_HERE
+MOVE_HINT: Final = "choose another with webhooks.listen_address in the config file"
 
 
 def webhook_server(
     listen_address: str,
-    routes: Mapping[tuple[str, str], Handler],
+    routes: Routes,
     *,
     max_body_bytes: int,
     on_body_too_large: Callable[[str], None] | None = None,
-) -> ExporterServer:
+    limits: ServerLimits | None = None,
+    web: WebConfig | None = None,
+) -> HttpServer:
     """An (unstarted) server on ``listen_address`` that carries only ``routes`` and /healthz."""
-    hidden = {
-        (method, path): _not_here for method in ("GET", "HEAD") for path in ("/", "/metrics", "/readyz")
-    }
-    return ExporterServer(
+    return HttpServer(
         listen_address,
-        ExpositionCache(),
-        None,
-        ready=lambda: True,
-        landing=lambda: LandingData(Snapshot()),
-        routes={**hidden, **routes},
+        {**HEALTH_ROUTES, **routes},
         max_body_bytes=max_body_bytes,
         on_body_too_large=on_body_too_large,
-        prebuild_ages=False,  # this port never serves /metrics
+        not_found_text=NOT_FOUND_TEXT,
+        limits=limits,
+        web=web,
+        move_hint=MOVE_HINT,
+        name="webhook-server",
     )

@@ -8,11 +8,17 @@ handler never waits for the scheduler — the worker thread does that.
 
 What the worker does with each event:
 
-* ``read.completed`` (and ``.initial``) for a company this shard owns → the
-  scheduler polls that company now; other shards' companies are ``ignored``;
+* ``read.completed`` (and ``.initial``) for a company this shard owns → its
+  ``warning.validation`` issues are counted per data type, and the scheduler
+  polls that company now; other shards' companies are ``ignored``;
+* ``connection.*`` and ``company.*`` for a company this shard owns (or may own:
+  a company just created is not listed yet) → the scheduler re-lists and polls
+  that company now (``RELIST_REASON``), since connection status and existence
+  come from the listing;
 * ``client.rateLimit.reached`` → the scheduler pauses non-essential polling
   until ``expiryDate``; ``client.rateLimit.reset`` → it resumes;
-* any other event type → counted as ``ignored`` under ``event_type="other"``.
+* any other event type → counted as ``ignored`` under its own name when it is
+  one of Codat's fixed event names, else under ``event_type="other"``.
 """
 
 from __future__ import annotations
@@ -26,11 +32,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Protocol
 
+from exporter.collector.companies import RELIST_REASON
 from exporter.collector.snapshot import Snapshot
-from exporter.server import ExporterServer, Handler, Request, Response
+from exporter.http.messages import Handler, Request, Response
+from exporter.http.server import HttpServer
+from exporter.http.webconfig import WebConfig
 from exporter.webhooks.dedupe import SeenIds
 from exporter.webhooks.events import (
     OTHER_EVENT_TYPE,
+    CompanyEvent,
+    ConnectionEvent,
     Event,
     OtherEvent,
     PayloadError,
@@ -87,6 +98,9 @@ class WebhookTelemetry(Protocol):
     def count_webhook(self, event_type: str, result: str) -> None:
         """Count one delivery."""
 
+    def count_validation_issues(self, company_id: str, data_type: str, issues: int) -> None:
+        """Count the ``warning.validation`` issues of one data type of a read."""
+
     def observe_webhook_latency(self, seconds: float) -> None:
         """Observe receipt → updated metrics."""
 
@@ -128,11 +142,13 @@ class WebhookReceiver:
         queue_size: int = DEFAULT_QUEUE_SIZE,
         wall_clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        web: WebConfig | None = None,
     ) -> None:
         """Set up the receiver; nothing runs until ``start()``.
 
         With ``listen_address`` the receiver serves its endpoint on its own port
-        (and ``route`` is empty); otherwise the app mounts ``route`` on the main server.
+        (and ``route`` is empty), with ``web`` (TLS, basic auth) applied to that port; otherwise
+        the app mounts ``route`` on the main server.
         """
         self._secret = secret
         self._scheduler = scheduler
@@ -148,7 +164,7 @@ class WebhookReceiver:
         self._wall_clock = wall_clock
         self._monotonic = monotonic
         self._worker: threading.Thread | None = None
-        self._server: ExporterServer | None = None
+        self._server: HttpServer | None = None
         self._serving = False
         self._first_accepted = False
         if listen_address is not None:
@@ -158,6 +174,7 @@ class WebhookReceiver:
                 self._own_route(),
                 max_body_bytes=max_body_bytes,
                 on_body_too_large=self.count_too_large,
+                web=web,
             )
 
     def __repr__(self) -> str:
@@ -292,10 +309,18 @@ class WebhookReceiver:
                 log.debug("webhook %s: company %s belongs to another shard", label, event.company_id)
                 self._telemetry.count_webhook(label, Result.IGNORED)
                 return
+            for data_type, issues in event.validation_issues().items():
+                self._telemetry.count_validation_issues(event.company_id, data_type, issues)
             self._latency.expect(event.company_id, job.received_at, self._scheduler.snapshot)
             self._scheduler.request_poll(event.company_id, POLL_REASON)
             # Debug, not info: a large account sends thousands of these a day.
             log.debug("webhook %s: polling company %s now", label, event.company_id)
+        elif isinstance(event, ConnectionEvent | CompanyEvent):
+            if not self._owns(event.company_id):
+                self._telemetry.count_webhook(label, Result.IGNORED)
+                return
+            self._scheduler.request_poll(event.company_id, RELIST_REASON)
+            log.info("webhook %s: re-listing company %s now", label, event.company_id)
         elif isinstance(event, RateLimitReached):
             self._scheduler.pause_until(event.expiry)
             log.warning(

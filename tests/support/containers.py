@@ -24,6 +24,8 @@ BASE_SUITE = "bookworm"
 # venv module, CA certificates, and useradd (Priority: required, hence the minbase variant).
 BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates")
 MIRROR_ENV = "CODAT_EXPORTER_DEBIAN_MIRROR"
+PODMAN_BRIDGE = "cni-podman0"
+"""The bridge podman creates for its default network (with NAT chains); the tests never use it."""
 
 # podman 4.3 on a cgroup v1/v2 hybrid host: crun cannot run RUN steps or containers, and the
 # default ulimits podman asks for exceed the host's hard limits.
@@ -125,6 +127,17 @@ class Podman:
         if check and result.returncode != 0:
             raise AssertionError(f"podman {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
         return result
+
+    def footprint(self) -> set[str]:
+        """What podman has made on this machine: containers, images and its bridge network device."""
+        containers = self.run("ps", "--all", "--quiet", "--no-trunc").stdout.split()
+        listing = self.run("images", "--no-trunc", "--format={{.ID}} {{.Repository}}:{{.Tag}}").stdout
+        # The base image is a cache kept on purpose (the README says how to remove it).
+        images = {line.split()[0] for line in listing.splitlines() if line.strip() and BASE_IMAGE not in line}
+        found = {f"container {c}" for c in containers} | {f"image {i}" for i in images}
+        if Path("/sys/class/net", PODMAN_BRIDGE).exists():
+            found.add(f"network device {PODMAN_BRIDGE} (with its iptables chains)")
+        return found
 
     def image_exists(self, name: str) -> bool:
         """True if the local store holds image ``name``."""

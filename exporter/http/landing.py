@@ -31,6 +31,10 @@ class LandingData:
     shard: int = 0
     total_shards: int = 1
     status_mode: str = "default"
+    companies_listed: int = 0
+    """Companies of this shard in the last listing (``codat_exporter_companies_listed``)."""
+    companies_polled: int = 0
+    """Of those, how many were read since start (``codat_exporter_companies_polled``)."""
     version: str = __version__
     python_version: str = field(default_factory=platform.python_version)
     docs_url: str = DOCS_URL
@@ -94,7 +98,7 @@ def _when(dt: datetime | None) -> str:
 
 @cache
 def _template() -> Template:
-    return Template(resources.files("exporter").joinpath("landing.html").read_text(encoding="utf-8"))
+    return Template(resources.files("exporter.http").joinpath("landing.html").read_text(encoding="utf-8"))
 
 
 def _status_class(status: str | None) -> str:
@@ -103,6 +107,21 @@ def _status_class(status: str | None) -> str:
     if status is None:
         return "warn"
     return "bad" if status.endswith("Error") or status == "PrerequisiteNotMet" else ""
+
+
+def sweep_progress(data: LandingData) -> str:
+    """The first sweep's progress: ``done``, ``listing…`` before the first listing, else ``polled of listed``.
+
+    Ready means /metrics serves every listed company (after the first full sweep); until then
+    this says how far the sweep has come.
+    """
+    if data.ready:
+        return "done"
+    if data.companies_listed <= 0:
+        return "listing companies"
+    polled = min(data.companies_polled, data.companies_listed)
+    share = 100.0 * polled / data.companies_listed
+    return f"{polled:,} of {data.companies_listed:,} ({share:.0f}%)"
 
 
 def render_landing(data: LandingData, now: float) -> str:
@@ -126,6 +145,7 @@ def render_landing(data: LandingData, now: float) -> str:
     return _template().substitute(
         docs_url=e(data.docs_url),
         ready_text="ready" if data.ready else "not ready",
+        progress=e(sweep_progress(data)),
         ready_class="ok" if data.ready else "warn",
         companies=len(companies),
         up=up,

@@ -1,5 +1,9 @@
 """``codat-exporter run --demo``: the exporter against an in-process simulated Codat account.
 
+Everything the demo adds to a normal run lives here: its config, its
+auto-refresh thresholds and the wiring to the simulator (whose demo scenario is
+the packaged ``exporter/simulator/scenarios/demo.yaml``).
+
 The simulator serves the packaged demo scenario on a free loopback port in
 real time; the exporter polls it every few seconds with auto-refresh on, so
 every metric moves within seconds of start-up. With ``CODAT_WEBHOOK_SECRET``
@@ -13,15 +17,9 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from exporter.app import App, build_app
-from exporter.config.loading import (
-    ENV_LISTEN_ADDRESS,
-    ENV_LOG_LEVEL,
-    ENV_WEBHOOK_SECRET,
-    ENV_WEBHOOK_SECRET_FILE,
-    load_config,
-)
-from exporter.config.schema import Config
-from exporter.refresh.demo import demo_auto_refresh_settings
+from exporter.common import env as envvars
+from exporter.config.loading import load_config
+from exporter.config.schema import AutoRefreshSettings, Config, RefreshRule
 from exporter.simulator import Scenario, Simulator, SystemClock
 
 log = logging.getLogger(__name__)
@@ -31,9 +29,36 @@ DEMO_POLL_INTERVAL: Final = 5.0
 DEMO_LISTEN_ADDRESS: Final = "127.0.0.1:8329"
 
 
-DEMO_ENV: Final = (ENV_WEBHOOK_SECRET, ENV_WEBHOOK_SECRET_FILE, ENV_LISTEN_ADDRESS, ENV_LOG_LEVEL)
+DEMO_ENV: Final = (
+    envvars.WEBHOOK_SECRET,
+    envvars.WEBHOOK_SECRET_FILE,
+    envvars.LISTEN_ADDRESS,
+    envvars.LOG_LEVEL,
+)
 """The only environment variables the demo reads: a real API key or base URL must not send demo
 traffic to Codat (or the demo key to a real endpoint)."""
+
+
+def demo_auto_refresh_settings() -> AutoRefreshSettings:
+    """Auto-refresh for the demo: data older than 5 minutes is refreshed, each pair at most every 2 minutes.
+
+    The demo's healthy companies sync every minute or so and never cross the
+    threshold; the stale company (days old) and the never-synced one do, so
+    the first cycle after start-up queues their syncs and the metrics show the
+    staleness drop within a minute. Deauthorized data types (AuthError) are
+    skipped, as they would be in production.
+    """
+    return AutoRefreshSettings(
+        enabled=True,
+        dry_run=False,
+        rules=[RefreshRule(data_types=["*"], max_staleness=300.0)],
+        never_synced_grace=600.0,
+        cooldown=120.0,
+        max_per_cycle=10,
+        max_per_day=2000,
+        request_share=0.2,
+        refresh_all_threshold=5,
+    )
 
 
 def demo_config(
@@ -48,7 +73,7 @@ def demo_config(
     demo_env = {k: v for k, v in env.items() if k in DEMO_ENV}
     if listen_address:
         overrides["server"] = {"listen_address": listen_address}
-    elif ENV_LISTEN_ADDRESS not in demo_env:
+    elif envvars.LISTEN_ADDRESS not in demo_env:
         overrides["server"] = {"listen_address": DEMO_LISTEN_ADDRESS}
     if log_level:
         overrides["logging"] = {"level": log_level}

@@ -1,0 +1,1 @@
+"""Kubernetes manifests and their PrometheusRule generator (a ``python -m`` tool)."""

@@ -1,0 +1,22 @@
+"""What one poll cycle did: for the ``once`` command, logs and tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class CycleReport:
+    """What one cycle did (for ``once``, logs and tests)."""
+
+    listed: int = 0
+    polled: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    deferred: int = 0
+    removed: list[str] = field(default_factory=list)
+    requests: int = 0
+    rate_limited: bool = False
+    change_detection: bool = False
+    error: str | None = None
+    still_running: int = 0
+    """Polls the cycle stopped waiting for; they are published when they finish."""

@@ -1,0 +1,1 @@
+"""Grafana dashboards of codat-exporter and their generator (``python -m grafana.build``)."""
