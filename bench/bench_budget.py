@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from exporter.codat.client import CodatClient
-from exporter.codat.parsing import parse_timestamp
+from exporter.codat.timestamps import parse_timestamp
 from exporter.collector.scheduler import Scheduler
 from exporter.config.schema import Config
-from exporter.metrics import Telemetry
+from exporter.exposition.selfmetrics import Telemetry
 from exporter.simulator import FakeClock, Scenario, Simulator
 
 

@@ -24,7 +24,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from exporter.metrics import DATA_STATUS
+from exporter.exposition.families import DATA_STATUS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEADLINE = 300.0

@@ -38,7 +38,9 @@ from exporter.app import build_app
 from exporter.codat.client import CodatClient
 from exporter.config.loading import load_config
 from exporter.config.schema import Config
-from exporter.metrics import DATA_LAST_SUCCESSFUL_SYNC, WEBHOOK_LATENCY, Telemetry
+from exporter.exposition.families import DATA_LAST_SUCCESSFUL_SYNC
+from exporter.exposition.selfmetrics import Telemetry
+from exporter.exposition.selfspecs import WEBHOOK_LATENCY
 from exporter.simulator import FakeClock, Scenario, Simulator
 from tests.support.tools import free_port
 from tests.support.webhooks import SECRET_TEXT as SECRET
@@ -117,17 +119,9 @@ def measure_latency(events: int, gap: float, scrape_every: float = 0.005) -> Lat
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp, "config.yaml")
         config.write_text("polling:\n  interval: 1h\n", encoding="utf-8")
+        run = ("run", "--config", str(config), "--web.listen-address", listen)
         exporter = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "exporter",
-                "run",
-                "--config",
-                str(config),
-                "--web.listen-address",
-                listen,
-            ],
+            [sys.executable, "-m", "exporter", *run],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

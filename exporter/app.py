@@ -34,12 +34,12 @@ from exporter.config.reload import ConfigReloader, ReloadResult
 from exporter.config.schema import Config
 from exporter.exposition import ExpositionCache
 from exporter.exposition.families import company_catalogue
+from exporter.exposition.selfmetrics import Telemetry
 from exporter.http.endpoints import reload_endpoint
 from exporter.http.exporter import ExporterServer
 from exporter.http.landing import LandingData
 from exporter.http.messages import Handler
-from exporter.http.webconfig import load_web_config
-from exporter.metrics import Telemetry
+from exporter.http.webconfig import WebConfig, load_web_config
 from exporter.refresh.auto import AutoRefresher
 from exporter.webhooks import WebhookReceiver, build_webhook_receiver, webhooks_enabled
 
@@ -317,27 +317,33 @@ def build_app(
         receiver = build_webhook_receiver(config.webhooks, scheduler, telemetry, owned, web)
         scheduler.on_snapshot(receiver.on_snapshot)
 
-    def landing() -> LandingData:
-        listed, polled = telemetry.progress
-        return LandingData(
-            snapshot=scheduler.snapshot,
-            ready=served.ready(),
-            shard=shard,
-            total_shards=total,
-            status_mode=config.metrics.status_mode,
-            companies_listed=listed,
-            companies_polled=polled,
-        )
-
     def on_result(result: ReloadResult) -> None:
         telemetry.set_config_reload(result.ok, time.time())
 
     # ``apply`` is the app's, set below once it exists (no reload can run before build_app returns).
     reloader = ConfigReloader(config, load or (lambda: reloader.current), _apply_nothing, on_result)
+    landing = _landing_source(config, scheduler, telemetry, served)
+    server = _build_server(config, cache, telemetry, served, landing, receiver, web, reloader)
+    app = App(config, telemetry, client, scheduler, cache, server, refresher, receiver, reloader=reloader)
+    reloader.apply = app.apply_config
+    return app
+
+
+def _build_server(
+    config: Config,
+    cache: ExpositionCache,
+    telemetry: Telemetry,
+    served: ServedReadiness,
+    landing: Callable[[], LandingData],
+    receiver: WebhookReceiver | None,
+    web: WebConfig,
+    reloader: ConfigReloader,
+) -> ExporterServer:
+    """The HTTP server: exporter endpoints, plus webhook and lifecycle routes when enabled."""
     routes: dict[tuple[str, str], Handler] = dict(receiver.route) if receiver is not None else {}
     if config.server.enable_lifecycle:
         routes[("POST", "/-/reload")] = reload_endpoint(lambda: _reload_problem(reloader.reload()))
-    server = ExporterServer(
+    return ExporterServer(
         config.server.listen_address,
         cache,
         telemetry,
@@ -348,9 +354,26 @@ def build_app(
         on_body_too_large=receiver.count_too_large if receiver is not None else None,
         web=web,
     )
-    app = App(config, telemetry, client, scheduler, cache, server, refresher, receiver, reloader=reloader)
-    reloader.apply = app.apply_config
-    return app
+
+
+def _landing_source(
+    config: Config, scheduler: Scheduler, telemetry: Telemetry, served: ServedReadiness
+) -> Callable[[], LandingData]:
+    """What the landing page shows, read afresh on every request."""
+
+    def landing() -> LandingData:
+        listed, polled = telemetry.progress
+        return LandingData(
+            snapshot=scheduler.snapshot,
+            ready=served.ready(),
+            shard=config.sharding.shard,
+            total_shards=config.sharding.total_shards,
+            status_mode=config.metrics.status_mode,
+            companies_listed=listed,
+            companies_polled=polled,
+        )
+
+    return landing
 
 
 def _apply_nothing(_config: Config, _changed: Sequence[str]) -> None:

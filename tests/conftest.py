@@ -1,12 +1,34 @@
 """Fixtures shared across the test suite."""
 
-# --- Simulator fixtures: a demo Codat account on a fake clock, served over real HTTP. ---
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 
 from exporter.simulator import FakeClock, Scenario, Simulator, SimulatorServer
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging() -> Iterator[None]:
+    """Undo what a test's ``setup_logging`` did to the root logger.
+
+    Its handler writes to the stderr of that test, which pytest closes afterwards; left in place,
+    every later log record would fail with "I/O operation on closed file".
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
+
+
+# --- Simulator fixtures: a demo Codat account on a fake clock, served over real HTTP. ---
 
 
 @dataclass

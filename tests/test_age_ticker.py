@@ -13,17 +13,16 @@ from datetime import timedelta
 
 import pytest
 
-from exporter import metrics
 from exporter.collector.snapshot import CompanySnapshot
-from exporter.exposition import AgeTicker, ExpositionCache, agetemplate, build_age_block
+from exporter.exposition import AgeTicker, ExpositionCache, agetemplate, build_age_block, families
+from exporter.exposition.selfmetrics import Telemetry
 from exporter.http.exporter import ExporterServer
 from exporter.http.landing import LandingData
-from exporter.metrics import Telemetry
 from tests.support.snapshots import T0, company, rich_snapshot, snapshot
 
 SYNCED = T0 - timedelta(hours=3)
 """When ``c-acme``'s invoices last synced in ``rich_snapshot`` (a whole second)."""
-AGE = metrics.DATA_SECONDS_SINCE_SYNC.name
+AGE = families.DATA_SECONDS_SINCE_SYNC.name
 
 
 class FakeClock:

@@ -238,6 +238,70 @@ def test_unknown_operation_exits_1(sim_env: RunningSimulator, capsys: Capture) -
     assert "No dataset found" in err
 
 
+# --- sync-settings and connections ---------------------------------------------------------------
+
+
+def test_sync_settings_table_shows_each_types_schedule(sim_env: RunningSimulator, capsys: Capture) -> None:
+    weekly = sim_env.sim.company_id_by_name("Kestrel Farms")
+    code, out, err = _run(capsys, "sync-settings", weekly)
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0].split() == ["DATA", "TYPE", "SCHEDULE", "FETCH", "ON", "FIRST", "LINK", "LOCKED"]
+    rows = {line.split()[0]: line.split()[1] for line in lines[1:]}
+    assert rows["invoices"] == "7d"
+    # No automatic syncs is shown in words, not as a zero duration.
+    stale = sim_env.sim.company_id_by_name("Driftwood Outfitters")
+    code, out, _ = _run(capsys, "sync-settings", stale)
+    assert code == 0
+    assert {line.split()[1] for line in out.splitlines()[1:]} == {"none"}
+
+
+def test_sync_settings_json_keeps_codats_hours_and_adds_seconds(
+    sim_env: RunningSimulator, capsys: Capture
+) -> None:
+    hourly = sim_env.sim.company_id_by_name("Juniper Analytics")
+    code, out, _ = _run(capsys, "sync-settings", hourly, "--json")
+    assert code == 0
+    body = json.loads(out)
+    assert body["companyId"] == hourly
+    bills = next(s for s in body["settings"] if s["dataType"] == "bills")
+    assert (bills["syncSchedule"], bills["syncScheduleSeconds"]) == (1, 3600)
+
+
+def test_connections_table_counts_active_errors(sim_env: RunningSimulator, capsys: Capture) -> None:
+    failing = sim_env.sim.company_id_by_name("Evergreen Logistics")
+    [connection] = sim_env.sim.company(failing)["dataConnections"]
+    code, out, err = _run(capsys, "connections", failing)
+    assert (code, err) == (0, "")
+    header, row = out.splitlines()
+    assert header.split()[-2:] == ["ACTIVE", "ERRORS"]
+    assert row.split()[0] == connection["id"]
+    assert row.split()[-1] == "1"
+
+
+def test_connections_json_has_codats_error_fields(sim_env: RunningSimulator, capsys: Capture) -> None:
+    failing = sim_env.sim.company_id_by_name("Evergreen Logistics")
+    code, out, _ = _run(capsys, "connections", failing, "--json")
+    assert code == 0
+    [connection] = json.loads(out)
+    assert connection["activeErrors"] == 1
+    [error] = [e for e in connection["dataConnectionErrors"] if e["status"] == "Active"]
+    fields = {"statusCode", "statusText", "errorMessage", "erroredOnUtc", "status", "resolvedOnUtc"}
+    assert set(error) == fields
+    assert error["erroredOnUtc"].endswith("Z")
+
+
+@pytest.mark.parametrize("command", ["sync-settings", "connections"])
+def test_codat_settings_of_an_unknown_company_exit_1_with_one_line(
+    sim_env: RunningSimulator, capsys: Capture, command: str
+) -> None:
+    code, out, err = _run(capsys, command, "00000000-0000-0000-0000-000000000000")
+    assert code == 1
+    assert out == ""
+    assert err.count("\n") == 1
+    assert err.startswith("codat-exporter: error: unknown company 00000000-0000-0000-0000-000000000000")
+
+
 # --- refresh --------------------------------------------------------------------------------------
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import threading
 from datetime import date
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -13,7 +12,7 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.codat.auth import REDACTED, ApiKeyError, authorization_header, load_api_key, redact
+from exporter.codat.auth import REDACTED, authorization_header, redact
 from exporter.codat.errors import (
     BadRequestError,
     CodatError,
@@ -382,28 +381,6 @@ def test_authorization_header_is_base64_of_the_raw_key_without_colon() -> None:
     header = authorization_header("abc123")
     assert header == "Basic " + base64.b64encode(b"abc123").decode()
     assert base64.b64decode(header.removeprefix("Basic ")) == b"abc123"
-
-
-def test_key_from_env_beats_key_file_env(tmp_path: Path) -> None:
-    key_file = tmp_path / "key"
-    key_file.write_text("from-file\n")
-    assert load_api_key({"CODAT_API_KEY": "from-env", "CODAT_API_KEY_FILE": str(key_file)}) == "from-env"
-    assert load_api_key({"CODAT_API_KEY_FILE": str(key_file)}) == "from-file"
-    assert load_api_key({"CODAT_API_KEY": "from-env"}, key_file=key_file) == "from-file"
-
-
-def test_missing_key_names_both_variables() -> None:
-    with pytest.raises(ApiKeyError, match=r"CODAT_API_KEY.*CODAT_API_KEY_FILE"):
-        load_api_key({})
-
-
-def test_unreadable_or_empty_key_file_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ApiKeyError, match="cannot read"):
-        load_api_key({"CODAT_API_KEY_FILE": str(tmp_path / "missing")})
-    empty = tmp_path / "empty"
-    empty.write_text("  \n")
-    with pytest.raises(ApiKeyError, match="empty"):
-        load_api_key({"CODAT_API_KEY_FILE": str(empty)})
 
 
 def test_redact_replaces_every_secret() -> None:

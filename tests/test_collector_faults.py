@@ -19,7 +19,7 @@ from exporter.codat.client import CodatClient
 from exporter.collector.scheduler import Scheduler
 from exporter.collector.settings import collector_settings
 from exporter.config.schema import Config
-from exporter.metrics import Telemetry
+from exporter.exposition.selfmetrics import Telemetry
 from tests.support.hostile_codat import (
     HEALTHY_IDS,
     VICTIM_ID,

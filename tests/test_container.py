@@ -24,7 +24,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import __version__
-from exporter.metrics import BUILD_INFO, DATA_STATUS
+from exporter.exposition.families import DATA_STATUS
+from exporter.exposition.selfspecs import BUILD_INFO
 from tests.support.containers import (
     BASE_IMAGE,
     CONTAINERS_CONF,

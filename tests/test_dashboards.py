@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from exporter.codat.statuses import ALL_STATUSES, OTHER
-from exporter.metrics import ALL_METRICS, MetricType
+from exporter.exposition import ALL_METRICS
+from exporter.exposition.spec import MetricType
 from exporter.simulator import Scenario
 from grafana import build as grafana_build
 from tests.support.demo import run_demo_exporter

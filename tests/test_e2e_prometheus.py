@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from exporter.app import App, build_app
-from exporter.codat.parsing import parse_timestamp
+from exporter.codat.timestamps import parse_timestamp
 from exporter.config.schema import Config
 from exporter.simulator import Scenario, Simulator, SimulatorServer, SystemClock
 from tests.support.prometheus import PrometheusServer, run_prometheus, scrape_config

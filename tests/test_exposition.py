@@ -14,11 +14,11 @@ from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from exporter import exposition, metrics
+from exporter import exposition
 from exporter.codat import statuses
 from exporter.codat.models import Connection
 from exporter.collector.snapshot import CompanySnapshot
-from exporter.exposition import ExpositionCache, render_snapshot
+from exporter.exposition import ExpositionCache, families, render_snapshot
 from exporter.exposition.selfmetrics import Telemetry
 from tests.support.snapshots import T0, company, rich_snapshot, snapshot
 
@@ -55,7 +55,7 @@ def cache_for(snap_mode: str = "default", snap: object = None) -> ExpositionCach
 
 
 def status_values(series: Series, company_id: str, data_type: str) -> dict[str, float]:
-    found = select(series, metrics.DATA_STATUS.name, company_id=company_id, data_type=data_type)
+    found = select(series, families.DATA_STATUS.name, company_id=company_id, data_type=data_type)
     return {dict(lbl)["status"]: v for lbl, v in found.items()}
 
 
@@ -72,11 +72,11 @@ def test_one_hot_sums_to_one_for_every_pair_in_default_and_full_modes() -> None:
         series = series_of(body(cache_for(mode)))
         pairs = Counter[tuple[str, str]]()
         for (name, lbl), value in series.items():
-            if name == metrics.DATA_STATUS.name:
+            if name == families.DATA_STATUS.name:
                 labels = dict(lbl)
                 pairs[(labels["company_id"], labels["data_type"])] += int(value)
                 assert labels["status"] in (*statuses.ALL_STATUSES, "Other")
-        always = Counter(dict(lbl)["status"] for (name, lbl) in series if name == metrics.DATA_STATUS.name)
+        always = Counter(dict(lbl)["status"] for (name, lbl) in series if name == families.DATA_STATUS.name)
         assert all(always[s] == 7 for s in (*expected, "Other")), mode
         assert len(pairs) == 7
         assert set(pairs.values()) == {1}, mode
@@ -85,7 +85,7 @@ def test_one_hot_sums_to_one_for_every_pair_in_default_and_full_modes() -> None:
 def test_never_synced_pair_is_other_and_has_no_timestamp_or_age() -> None:
     series = series_of(body(cache_for()))
     assert status_values(series, "c-acme", "balanceSheet")["Other"] == 1
-    for spec in (metrics.DATA_LAST_SUCCESSFUL_SYNC, metrics.DATA_SECONDS_SINCE_SYNC):
+    for spec in (families.DATA_LAST_SUCCESSFUL_SYNC, families.DATA_SECONDS_SINCE_SYNC):
         assert select(series, spec.name, company_id="c-acme", data_type="balanceSheet") == {}
         assert select(series, spec.name, company_id="c-acme", data_type="orders") == {}
         assert select(series, spec.name, company_id="c-acme", data_type="invoices") != {}
@@ -130,17 +130,17 @@ def test_seconds_since_last_sync_is_computed_at_scrape_time() -> None:
     first = series_of(body(cache, now=NOW + 10))
     later = series_of(body(cache, now=NOW + 3610.7))  # no new snapshot: polling stalled
     key = {"company_id": "c-acme", "data_type": "invoices"}
-    (age_first,) = select(first, metrics.DATA_SECONDS_SINCE_SYNC.name, **key).values()
-    (age_later,) = select(later, metrics.DATA_SECONDS_SINCE_SYNC.name, **key).values()
+    (age_first,) = select(first, families.DATA_SECONDS_SINCE_SYNC.name, **key).values()
+    (age_later,) = select(later, families.DATA_SECONDS_SINCE_SYNC.name, **key).values()
     assert age_first == 3 * 3600 + 10
     assert age_later == 3 * 3600 + 3610
-    (synced,) = select(first, metrics.DATA_LAST_SUCCESSFUL_SYNC.name, **key).values()
+    (synced,) = select(first, families.DATA_LAST_SUCCESSFUL_SYNC.name, **key).values()
     assert synced == (T0 - timedelta(hours=3)).timestamp()
 
 
 def test_label_values_are_escaped_and_parse_back_unchanged() -> None:
     series = series_of(body(cache_for()))
-    (info,) = select(series, metrics.COMPANY_INFO.name, company_id="c-acme")
+    (info,) = select(series, families.COMPANY_INFO.name, company_id="c-acme")
     labels = dict(info)
     assert labels["company_name"] == 'Acme "Widgets" \\ Ltd\nUK & <Co> 100%'
     assert labels["platform"] == "QuickBooks Online,Xero"
@@ -151,7 +151,7 @@ def test_label_values_are_escaped_and_parse_back_unchanged() -> None:
 def test_percent_signs_in_labels_survive_the_scrape_time_template() -> None:
     snap = snapshot(company("100%d-co", {"%s%%": ("Complete", T0)}))
     series = series_of(body(cache_for("default", snap), now=NOW + 5))
-    assert select(series, metrics.DATA_SECONDS_SINCE_SYNC.name, company_id="100%d-co", data_type="%s%%") == {
+    assert select(series, families.DATA_SECONDS_SINCE_SYNC.name, company_id="100%d-co", data_type="%s%%") == {
         frozenset({("company_id", "100%d-co"), ("data_type", "%s%%")}): 5
     }
 
@@ -159,7 +159,7 @@ def test_percent_signs_in_labels_survive_the_scrape_time_template() -> None:
 def test_connection_status_is_one_hot_with_other_for_unknown_states() -> None:
     series = series_of(body(cache_for()))
     by_connection: dict[str, dict[str, float]] = {}
-    for lbl, value in select(series, metrics.CONNECTION_STATUS.name, company_id="c-acme").items():
+    for lbl, value in select(series, families.CONNECTION_STATUS.name, company_id="c-acme").items():
         labels = dict(lbl)
         by_connection.setdefault(labels["connection_id"], {})[labels["status"]] = value
     assert {c: [s for s, v in states.items() if v == 1] for c, states in by_connection.items()} == {
@@ -172,12 +172,12 @@ def test_connection_status_is_one_hot_with_other_for_unknown_states() -> None:
 
 def test_counters_in_progress_up_and_timestamps() -> None:
     series = series_of(body(cache_for()))
-    pulls = select(series, metrics.PULL_OPERATIONS.name, company_id="c-acme")
+    pulls = select(series, families.PULL_OPERATIONS.name, company_id="c-acme")
     assert {(dict(lbl)["data_type"], dict(lbl)["status"]): v for lbl, v in pulls.items()} == {
         ("invoices", "Complete"): 12,
         ("bills", "FetchError"): 3,
     }
-    in_progress = select(series, metrics.PULL_OPERATIONS_IN_PROGRESS.name, company_id="c-acme")
+    in_progress = select(series, families.PULL_OPERATIONS_IN_PROGRESS.name, company_id="c-acme")
     assert {dict(lbl)["data_type"]: v for lbl, v in in_progress.items()} == {
         "invoices": 1,
         "bills": 0,
@@ -185,11 +185,11 @@ def test_counters_in_progress_up_and_timestamps() -> None:
         "bankAccounts": 0,
         "orders": 0,
     }
-    up = {dict(lbl)["company_id"]: v for lbl, v in select(series, metrics.COMPANY_UP.name).items()}
+    up = {dict(lbl)["company_id"]: v for lbl, v in select(series, families.COMPANY_UP.name).items()}
     assert up == {"c-acme": 1, "c-beta": 0, "c-empty": 1}
-    polled = select(series, metrics.COMPANY_LAST_POLL_SUCCESS.name)
+    polled = select(series, families.COMPANY_LAST_POLL_SUCCESS.name)
     assert {dict(lbl)["company_id"] for lbl in polled} == {"c-acme", "c-beta"}
-    refresh = select(series, metrics.REFRESH_LAST_ATTEMPT.name, company_id="c-acme")
+    refresh = select(series, families.REFRESH_LAST_ATTEMPT.name, company_id="c-acme")
     assert {dict(lbl)["data_type"]: v for lbl, v in refresh.items()} == {
         "bills": (T0 - timedelta(minutes=5)).timestamp(),
         "all": (T0 - timedelta(hours=1)).timestamp(),
@@ -203,7 +203,7 @@ def test_removed_company_has_no_series() -> None:
     cache.update(snapshot(*(cs for cid, cs in full.companies.items() if cid != "c-beta")))
     text = body(cache)
     assert b'company_id="c-beta"' not in text
-    assert select(series_of(text), metrics.COMPANY_UP.name, company_id="c-acme")
+    assert select(series_of(text), families.COMPANY_UP.name, company_id="c-acme")
 
 
 def test_unchanged_companies_are_copied_and_render_identically() -> None:
@@ -231,7 +231,7 @@ def test_text_and_openmetrics_carry_the_same_samples() -> None:
 def test_every_family_has_help_and_type_exactly_once() -> None:
     for openmetrics in (False, True):
         lines = body(cache_for(), openmetrics=openmetrics).decode().splitlines()
-        for spec in metrics.SNAPSHOT_METRICS:
+        for spec in families.SNAPSHOT_METRICS:
             name = spec.family if openmetrics else spec.name
             assert lines.count(f"# TYPE {name} {spec.type.value}") == 1, (name, openmetrics)
             assert sum(line.startswith(f"# HELP {name} ") for line in lines) == 1
@@ -291,7 +291,7 @@ def test_empty_snapshot_renders_headers_only_and_is_valid() -> None:
 def test_lone_surrogate_in_a_name_does_not_break_rendering() -> None:
     snap = snapshot(company("c1", {"invoices": ("Complete", T0)}, name="bad \ud800 name"))
     series = series_of(body(cache_for("default", snap)))
-    (info,) = select(series, metrics.COMPANY_INFO.name, company_id="c1")
+    (info,) = select(series, families.COMPANY_INFO.name, company_id="c1")
     assert dict(info)["company_name"] == "bad ? name"
 
 
@@ -334,7 +334,7 @@ def test_any_snapshot_parses_back_with_one_active_status_per_pair(
         status = entries[data_type][0]
         named_extra = status in statuses.ALL_STATUSES and status not in state_set
         assert len(values) == (1 if mode == "sparse" else len(state_set) + named_extra)
-    (info,) = select(series, metrics.COMPANY_INFO.name, company_id="c1")
+    (info,) = select(series, families.COMPANY_INFO.name, company_id="c1")
     assert dict(info)["company_name"] == name
 
 
@@ -377,7 +377,7 @@ def test_incremental_renders_match_a_fresh_render(steps: list[list[tuple[int, st
 
 def test_sparse_mode_omits_pairs_with_nothing_in_progress() -> None:
     series = series_of(body(cache_for("sparse")))
-    in_progress = select(series, metrics.PULL_OPERATIONS_IN_PROGRESS.name)
+    in_progress = select(series, families.PULL_OPERATIONS_IN_PROGRESS.name)
     assert {(dict(lbl)["company_id"], dict(lbl)["data_type"]): v for lbl, v in in_progress.items()} == {
         ("c-acme", "invoices"): 1
     }

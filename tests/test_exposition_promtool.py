@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from exporter.exposition import STATUS_MODES, ExpositionCache
-from exporter.metrics import Telemetry
+from exporter.exposition.selfmetrics import Telemetry
 from tests.support.snapshots import T0, rich_snapshot
 from tests.support.tools import require_tool
 

@@ -22,11 +22,11 @@ from pydantic import SecretStr
 from exporter.config.check import check_config_command
 from exporter.config.schema import WebhookSettings
 from exporter.exposition import ExpositionCache
+from exporter.exposition.selfmetrics import Telemetry
 from exporter.http.auth import BasicAuth
 from exporter.http.exporter import ExporterServer
 from exporter.http.landing import LandingData
 from exporter.http.webconfig import WebConfig, WebConfigError, load_web_config
-from exporter.metrics import Telemetry
 from exporter.webhooks import build_webhook_receiver
 from tests.support.snapshots import rich_snapshot
 from tests.support.tls import Pki, make_pki

@@ -12,9 +12,9 @@ import pytest
 
 from exporter.collector.snapshot import Snapshot
 from exporter.exposition import ExpositionCache
+from exporter.exposition.selfmetrics import Telemetry
 from exporter.http.exporter import ExporterServer
 from exporter.http.landing import LandingData
-from exporter.metrics import Telemetry
 from tests.support.browser import dump_dom, screenshot
 from tests.support.snapshots import T0, company, demo_snapshot, snapshot
 

@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from exporter.codat.statuses import ERROR_STATUSES
-from exporter.metrics import ALL_METRICS, MetricType
+from exporter.exposition import ALL_METRICS
+from exporter.exposition.spec import MetricType
 from tests.support.alertmanager import example_config, run_alertmanager
 from tests.support.demo import run_demo_exporter
 from tests.support.prometheus import PrometheusServer, run_prometheus, scrape_config
@@ -108,7 +109,9 @@ def test_alerts_about_a_company_carry_its_name() -> None:
         if "company_id" in rule["annotations"]["description"]:
             assert "company_name" in rule["annotations"]["description"], rule["alert"]
             if "over_threshold" not in rule["expr"]:  # the recorded series carry the name already
-                assert "group_left (company_name)" in rule["expr"], rule["alert"]
+                # the name and the routing tags (see test_tag_label_routing.py)
+                join = "group_left (company_name, tag_team, tag_tier, tag_region)"
+                assert join in rule["expr"], rule["alert"]
 
 
 def _alert_tests() -> list[dict[str, Any]]:

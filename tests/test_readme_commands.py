@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.metrics import DATA_STATUS
+from exporter.exposition.families import DATA_STATUS
 from tests.support.processes import stop_process, wait_until_ready
 from tests.support.tools import REPO_ROOT, free_port
 from tests.support.waiting import wait_until

@@ -12,7 +12,8 @@ from exporter.codat.statuses import is_in_progress
 from exporter.collector.scheduler import Scheduler
 from exporter.collector.snapshot import Snapshot
 from exporter.config import load_config
-from exporter.metrics import Telemetry
+from exporter.config.schema import Config
+from exporter.exposition.selfmetrics import Telemetry
 from exporter.refresh.auto import AutoRefresher
 from tests.conftest import RunningSimulator
 
@@ -23,15 +24,13 @@ def client(simulator: RunningSimulator) -> Iterator[CodatClient]:
         yield codat
 
 
-def test_stale_data_is_refreshed_and_its_staleness_drops(
-    simulator: RunningSimulator, client: CodatClient
-) -> None:
-    stale = simulator.sim.company_id_by_name("Driftwood Outfitters")
-    config = load_config(
+def refresh_config(base_url: str, stale: str) -> Config:
+    """Auto-refresh of one company's invoices and bills once they are six hours stale."""
+    return load_config(
         None,
         env={},
         overrides={
-            "codat.base_url": simulator.url,
+            "codat.base_url": base_url,
             "auto_refresh": {
                 "enabled": True,
                 "rules": [{"data_types": ["invoices", "bills"], "companies": [stale], "max_staleness": "6h"}],
@@ -39,6 +38,13 @@ def test_stale_data_is_refreshed_and_its_staleness_drops(
             },
         },
     )
+
+
+def test_stale_data_is_refreshed_and_its_staleness_drops(
+    simulator: RunningSimulator, client: CodatClient
+) -> None:
+    stale = simulator.sim.company_id_by_name("Driftwood Outfitters")
+    config = refresh_config(simulator.url, stale)
     telemetry = Telemetry()
     clock = simulator.clock
     scheduler = Scheduler(client, config, telemetry, clock=clock.now)

@@ -12,7 +12,7 @@ import pytest
 from exporter.codat.client import CodatClient
 from exporter.collector.snapshot import CompanySnapshot, Snapshot
 from exporter.config.schema import AutoRefreshSettings, RefreshRule
-from exporter.metrics import Telemetry
+from exporter.exposition.selfmetrics import Telemetry
 from exporter.refresh.actions import perform_refresh
 from exporter.refresh.auto import AutoRefresher
 from exporter.simulator import FakeClock, Simulator, SimulatorServer

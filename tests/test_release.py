@@ -13,7 +13,8 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import __version__
-from exporter.metrics import BUILD_INFO, Telemetry
+from exporter.exposition.selfmetrics import Telemetry
+from exporter.exposition.selfspecs import BUILD_INFO
 from tests.support.tools import REPO_ROOT
 
 SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:[-.]?(?:a|b|rc|dev)\d+)?$")

@@ -94,11 +94,13 @@ def test_the_replay_alertmanager_config_changes_only_receiver_urls_and_timers() 
     shipped = yaml.safe_load((REPO_ROOT / "prometheus" / "alertmanager.example.yml").read_text())
     scaled = example_config("http://127.0.0.1:1234", 80)
     assert scaled["route"]["group_wait"] == "750ms"
-    assert scaled["route"]["routes"][0]["repeat_interval"] == "180000ms"
+    pager = next(r for r in scaled["route"]["routes"] if r["matchers"] == ['severity="critical"'])
+    assert pager["repeat_interval"] == "180000ms"
     assert scaled["inhibit_rules"] == shipped["inhibit_rules"]
     for key in ("receiver", "group_by"):
         assert scaled["route"][key] == shipped["route"][key]
     matchers = [r["matchers"] for r in scaled["route"]["routes"]]
     assert matchers == [r["matchers"] for r in shipped["route"]["routes"]]
     urls = {w["url"] for r in scaled["receivers"] for w in r["webhook_configs"]}
-    assert urls == {"http://127.0.0.1:1234/codat-pager", "http://127.0.0.1:1234/codat-tickets"}
+    assert urls == {f"http://127.0.0.1:1234/{r['name']}" for r in shipped["receivers"]}
+    assert {"http://127.0.0.1:1234/codat-pager", "http://127.0.0.1:1234/codat-tickets"} <= urls

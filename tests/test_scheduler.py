@@ -19,7 +19,7 @@ from exporter.collector.sharding import owns
 from exporter.collector.snapshot import Snapshot
 from exporter.config.schema import Config
 from exporter.exposition import ExpositionCache
-from exporter.metrics import Telemetry
+from exporter.exposition.selfmetrics import Telemetry
 from exporter.simulator import FakeClock, Scenario, Simulator
 from tests.support.waiting import wait_until
 
@@ -439,6 +439,8 @@ def test_the_first_sweep_costs_one_request_per_company(rig: Rig) -> None:
     assert rig.sim.count_requests("dataStatus") == companies
     # Plus each company's sync settings (issue 12.1), read once a day from the first poll on.
     assert rig.sim.count_requests("companySyncSettings") == companies
+    # The companies' own settings name every data type: the client-wide ones are not needed.
+    assert rig.sim.count_requests("profileSyncSettings") == 0
     assert (
         rig.sim.count_requests() == 2 * companies + rig.sim.count_requests("companies") == 2 * companies + 1
     )

@@ -13,13 +13,12 @@ from dataclasses import dataclass
 
 import pytest
 
-from exporter.common.listen import parse_listen_address
 from exporter.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, ExpositionCache
+from exporter.exposition.selfmetrics import Telemetry
 from exporter.http.exporter import ExporterServer
 from exporter.http.landing import LandingData
 from exporter.http.messages import Request, Response
 from exporter.http.negotiation import accepts_gzip, wants_openmetrics
-from exporter.metrics import Telemetry
 from tests.support.snapshots import T0, company, rich_snapshot, snapshot
 
 PROMETHEUS_ACCEPT = (
@@ -255,26 +254,6 @@ def test_port_in_use_fails_at_construction() -> None:
                 ready=lambda: True,
                 landing=lambda: LandingData(rich_snapshot()),
             )
-
-
-@pytest.mark.parametrize(
-    ("address", "expected"),
-    [
-        ("0.0.0.0:8329", ("0.0.0.0", 8329)),
-        (":8329", ("0.0.0.0", 8329)),
-        ("127.0.0.1:0", ("127.0.0.1", 0)),
-        ("[::1]:9000", ("::1", 9000)),
-        ("localhost:80", ("localhost", 80)),
-    ],
-)
-def test_parse_listen_address(address: str, expected: tuple[str, int]) -> None:
-    assert parse_listen_address(address) == expected
-
-
-@pytest.mark.parametrize("address", ["8329", "host:", "host:http", "host:70000", ""])
-def test_parse_listen_address_rejects_garbage(address: str) -> None:
-    with pytest.raises(ValueError, match="is not HOST:PORT"):
-        parse_listen_address(address)
 
 
 @pytest.mark.parametrize(

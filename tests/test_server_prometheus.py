@@ -12,10 +12,10 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from exporter.exposition import ExpositionCache
+from exporter.exposition.selfmetrics import Telemetry
 from exporter.http.exporter import ExporterServer
 from exporter.http.landing import LandingData
 from exporter.http.webconfig import load_web_config
-from exporter.metrics import Telemetry
 from tests.support.prometheus import Sample, run_prometheus, scrape_config
 from tests.support.snapshots import rich_snapshot
 from tests.support.tls import make_pki

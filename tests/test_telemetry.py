@@ -158,7 +158,8 @@ def test_label_vocabularies_match_what_the_exporter_emits() -> None:
     assert {*events.LABELLED_EVENT_TYPES, events.OTHER_EVENT_TYPE} == set(WEBHOOK_EVENT_TYPES)
     assert {*get_args(RefreshResult), auto.DRY_RUN, auto.SKIPPED_BUDGET} == set(REFRESH_RESULTS)
     endpoints = {client.COMPANIES, client.DATA_STATUS, client.HISTORY, client.PULL_OPERATION}
-    assert {*endpoints, client.REFRESH_DATA_TYPE, client.REFRESH_ALL} == set(API_ENDPOINTS)
+    settings = {client.COMPANY_SYNC_SETTINGS, client.PROFILE_SYNC_SETTINGS, client.CONNECTIONS}
+    assert {*endpoints, *settings, client.REFRESH_DATA_TYPE, client.REFRESH_ALL} == set(API_ENDPOINTS)
 
 
 def test_pull_operation_histogram_renders_what_prometheus_client_would() -> None:

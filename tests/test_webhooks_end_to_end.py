@@ -13,7 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import App, build_app
 from exporter.config.loading import load_config
-from exporter.metrics import DATA_LAST_SUCCESSFUL_SYNC, WEBHOOK_LATENCY, WEBHOOKS_RECEIVED
+from exporter.exposition.families import DATA_LAST_SUCCESSFUL_SYNC
+from exporter.exposition.selfspecs import WEBHOOK_LATENCY, WEBHOOKS_RECEIVED
 from exporter.simulator import FakeClock, Scenario, Simulator
 from tests.support.tools import free_port
 from tests.support.waiting import wait_until

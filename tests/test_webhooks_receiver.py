@@ -20,10 +20,11 @@ from exporter.collector.companies import RELIST_REASON
 from exporter.collector.snapshot import Snapshot
 from exporter.config.schema import WebhookSettings
 from exporter.exposition import ExpositionCache
+from exporter.exposition.selfmetrics import Telemetry
+from exporter.exposition.selfspecs import WEBHOOK_LATENCY, WEBHOOKS_RECEIVED
 from exporter.http.exporter import ExporterServer
 from exporter.http.landing import LandingData
 from exporter.http.messages import Request, Response
-from exporter.metrics import WEBHOOK_LATENCY, WEBHOOKS_RECEIVED, Telemetry
 from exporter.webhooks import build_webhook_receiver, webhooks_enabled
 from exporter.webhooks.receiver import WebhookReceiver
 from exporter.webhooks.verify import SecretError, SigningSecret
@@ -298,6 +299,18 @@ def test_validation_issues_of_a_read_are_counted_per_pair(harness: Harness) -> N
     issues = "codat_read_validation_issues_total"
     assert registry.get_sample_value(issues, {"company_id": "c-5", "data_type": "invoices"}) == 2
     assert registry.get_sample_value(issues, {"company_id": "c-5", "data_type": "bills"}) is None
+    # One poll, its history read narrowed to the two types the batch names.
+    assert harness.scheduler.polls == [("c-5", "webhook")]
+    assert harness.scheduler.named == [("invoices", "bills")]
+
+
+def test_a_read_naming_no_data_type_polls_the_whole_company(harness: Harness) -> None:
+    document = {"id": "y", "eventType": "read.completed", "payload": {"referenceCompany": {"id": "c-6"}}}
+    body = json.dumps(document).encode()
+    assert post(harness.url, body, signed(body, "msg_no_types")).status_code == 200
+    harness.settle()
+    assert harness.scheduler.polls == [("c-6", "webhook")]
+    assert harness.scheduler.named == [None]
 
 
 def test_get_on_the_webhook_path_is_not_allowed(harness: Harness) -> None:

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from exporter import __version__
-from exporter.cli import ops, serve, simulate
+from exporter.cli import opsargs, serve, simulate
 from exporter.common import env as envvars
 
 
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     serve.register(sub)
     simulate.register(sub)
-    ops.register(sub)
+    opsargs.register(sub)
     return parser
 
 

@@ -64,11 +64,13 @@ def demo_auto_refresh_settings() -> AutoRefreshSettings:
 def demo_config(
     base_url: str, listen_address: str | None, env: Mapping[str, str], log_level: str | None = None
 ) -> Config:
-    """The demo's configuration: the simulator's address, a short interval, auto-refresh on."""
+    """The demo's configuration: the simulator's address, a short interval, auto-refresh on, tag labels."""
     overrides: dict[str, Any] = {
         "codat": {"base_url": base_url, "api_key": DEMO_API_KEY, "max_retries": 2, "retry_max_elapsed": 10},
         "polling": {"interval": DEMO_POLL_INTERVAL, "full_sweep_interval": 300},
         "auto_refresh": demo_auto_refresh_settings().model_dump(),
+        # The demo companies' tags as labels, so the shipped alerts carry them and route by team.
+        "metrics": {"company_tag_labels": ["team", "tier", "region"]},
     }
     demo_env = {k: v for k, v in env.items() if k in DEMO_ENV}
     if listen_address:

@@ -1,6 +1,7 @@
 """Operator sub-commands: look at Codat the way the exporter sees it, and queue a refresh by hand.
 
-``companies``, ``status``, ``history``, ``operation`` and ``refresh`` print
+``companies``, ``status``, ``history``, ``operation``, ``sync-settings``, ``connections``
+and ``refresh`` print
 aligned tables for people and, with ``--json``, JSON for scripts. Any failure
 exits 1 with one line on stderr saying why; usage mistakes exit 2.
 """
@@ -8,18 +9,15 @@ exits 1 with one line on stderr saying why; usage mistakes exit 2.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
+from exporter.cli.opsrun import EXIT_FAILURE, EXIT_OK, PROG, UsageError
 from exporter.cli.render import (
     Output,
     age_seconds,
     company_json,
-    error_line,
+    connection_json,
     format_age,
     format_duration,
     operation_duration,
@@ -31,93 +29,10 @@ from exporter.cli.render import (
     status_json,
 )
 from exporter.codat.client import CodatClient
-from exporter.codat.defaults import DEFAULT_BASE_URL
-from exporter.codat.errors import CodatError
-from exporter.codat.models import Page, PullOperation
-from exporter.common import env as envvars
-from exporter.config.loading import ConfigError, config_file, load_config
-from exporter.config.schema import Config
+from exporter.codat.models import Page, PullOperation, SyncSettings
 from exporter.refresh.actions import perform_refresh
 
 T = TypeVar("T")
-
-PROG: Final = "codat-exporter"
-EXIT_OK: Final = 0
-EXIT_FAILURE: Final = 1
-EXIT_USAGE: Final = 2
-EXIT_BROKEN_PIPE: Final = 141  # 128 + SIGPIPE, what a shell reports for a killed writer
-# A person waits at the terminal: retry less and for less long than the exporter may.
-INTERACTIVE_MAX_RETRIES: Final = 2
-INTERACTIVE_RETRY_MAX_ELAPSED: Final = 20.0
-
-
-class UsageError(Exception):
-    """A problem with how the command was called (exit code 2)."""
-
-
-def operator_config(args: argparse.Namespace, env: Mapping[str, str]) -> Config:
-    """The config the operator commands use: loaded exactly as ``run`` loads it, flags on top."""
-    overrides: dict[str, Any] = {
-        "codat.base_url": args.base_url,
-        "codat.api_key_file": str(args.api_key_file) if args.api_key_file is not None else None,
-    }
-    return load_config(config_file(args.config, env), env=env, overrides=overrides)
-
-
-def _client(args: argparse.Namespace) -> CodatClient:
-    try:
-        config = operator_config(args, os.environ)
-    except ConfigError as exc:
-        raise UsageError("; ".join(f"{p}: {r}" if p else r for p, r in exc.problems)) from None
-    codat = config.codat
-    key = codat.api_key_value()
-    if not key:
-        raise UsageError(
-            f"no Codat API key: set {envvars.API_KEY}, or {envvars.API_KEY_FILE} to a file that holds it"
-        )
-    return CodatClient(
-        key,
-        codat.base_url,
-        connect_timeout=codat.connect_timeout,
-        read_timeout=codat.read_timeout,
-        request_timeout=codat.request_timeout,
-        max_retries=min(codat.max_retries, INTERACTIVE_MAX_RETRIES),
-        retry_max_elapsed=min(codat.retry_max_elapsed, INTERACTIVE_RETRY_MAX_ELAPSED),
-    )
-
-
-Command = Callable[[CodatClient, argparse.Namespace, Output], int]
-
-
-def _run(
-    args: argparse.Namespace, command: Command, check: Callable[[argparse.Namespace], None] | None
-) -> int:
-    output = Output(json=args.json, out=sys.stdout, err=sys.stderr)
-    try:
-        if check is not None:
-            check(args)
-        with _client(args) as client:
-            return command(client, args, output)
-    except UsageError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except CodatError as exc:
-        output.end_progress()
-        print(f"{PROG}: error: {error_line(exc)}", file=sys.stderr)
-        return EXIT_FAILURE
-    except BrokenPipeError:
-        # The reader (`| head`) went away: stop quietly, as a process killed by SIGPIPE would.
-        _silence_stdout()
-        return EXIT_BROKEN_PIPE
-
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
 
 
 # --- commands -------------------------------------------------------------------------------------
@@ -257,6 +172,67 @@ def cmd_operation(client: CodatClient, args: argparse.Namespace, output: Output)
     return EXIT_OK
 
 
+def sync_settings_json(settings: SyncSettings) -> dict[str, Any]:
+    """A company's sync settings as JSON (Codat's field names), each schedule also in seconds."""
+    return {
+        "companyId": settings.company_id,
+        "overridesDefaults": settings.overrides_defaults,
+        "settings": [
+            {
+                "dataType": s.data_type,
+                "syncSchedule": s.sync_schedule_hours,
+                "syncScheduleSeconds": s.schedule_seconds,
+                "fetchOnFirstLink": s.fetch_on_first_link,
+                "syncOrder": s.sync_order,
+                "isLocked": s.is_locked,
+            }
+            for s in settings.settings
+        ],
+    }
+
+
+def cmd_sync_settings(client: CodatClient, args: argparse.Namespace, output: Output) -> int:
+    """Show how often Codat syncs each data type of a company (``syncSchedule``, hours)."""
+    settings = client.get_company_sync_settings(args.company)
+    if output.json:
+        output.emit_json(sync_settings_json(settings))
+        return EXIT_OK
+    rows = [
+        (
+            s.data_type,
+            format_duration(s.schedule_seconds) if s.schedule_seconds is not None else "none",
+            s.fetch_on_first_link,
+            s.is_locked,
+        )
+        for s in sorted(settings.settings, key=lambda s: (s.sync_order, s.data_type))
+    ]
+    output.emit(render_table(("DATA TYPE", "SCHEDULE", "FETCH ON FIRST LINK", "LOCKED"), rows))
+    return EXIT_OK
+
+
+def cmd_connections(client: CodatClient, args: argparse.Namespace, output: Output) -> int:
+    """List a company's data connections with their status and active connection errors."""
+    connections = list(client.iter_connections(args.company))
+    if output.json:
+        output.emit_json([connection_json(c) for c in connections])
+        return EXIT_OK
+    now = datetime.now(UTC)
+    rows = [
+        (
+            c.id,
+            c.platform_name,
+            c.status,
+            c.last_sync,
+            format_age(age_seconds(c.last_sync, now)),
+            c.active_errors,
+        )
+        for c in connections
+    ]
+    headers = ("CONNECTION ID", "PLATFORM", "STATUS", "LAST SYNC", "AGE", "ACTIVE ERRORS")
+    output.emit(render_table(headers, rows))
+    return EXIT_OK
+
+
 def check_refresh_args(args: argparse.Namespace) -> None:
     """Exactly one of DATA_TYPE and --all; --connection-id only with a DATA_TYPE."""
     if args.all and args.data_type:
@@ -280,137 +256,3 @@ def cmd_refresh(client: CodatClient, args: argparse.Namespace, output: Output) -
         return EXIT_OK
     print(f"{PROG}: error: {outcome.message}", file=output.err)
     return EXIT_FAILURE
-
-
-# --- argument parsing -----------------------------------------------------------------------------
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _page_size(text: str) -> int:
-    value = _positive_int(text)
-    if value > 5000:
-        raise argparse.ArgumentTypeError(f"Codat allows at most 5000 per page, got {value}")
-    return value
-
-
-def _common_options() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--base-url",
-        metavar="URL",
-        help=f"Codat API base URL (default: ${envvars.BASE_URL}, else codat.base_url, "
-        f"else {DEFAULT_BASE_URL})",
-    )
-    common.add_argument(
-        "--api-key-file",
-        type=Path,
-        metavar="FILE",
-        help=f"read the API key from FILE (without it: ${envvars.API_KEY}, "
-        f"else the file named by ${envvars.API_KEY_FILE}, else the config file)",
-    )
-    common.add_argument(
-        "--config",
-        type=Path,
-        metavar="FILE",
-        help=f"YAML config file to take the codat section from (default: ${envvars.CONFIG}, else none)",
-    )
-    common.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    return common
-
-
-def _add(
-    subparsers: argparse._SubParsersAction[Any],
-    name: str,
-    help_text: str,
-    command: Command,
-    common: argparse.ArgumentParser,
-    check: Callable[[argparse.Namespace], None] | None = None,
-) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        name, help=help_text, description=help_text, parents=[common]
-    )
-    parser.set_defaults(func=lambda args: _run(args, command, check))
-    return parser
-
-
-def register(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Add the operator sub-commands to the parser."""
-    common = _common_options()
-    _register_reads(subparsers, common)
-    _register_history(subparsers, common)
-    _register_refresh(subparsers, common)
-
-
-def _register_reads(subparsers: argparse._SubParsersAction[Any], common: argparse.ArgumentParser) -> None:
-    companies = _add(
-        subparsers, "companies", "List the companies the API key can see.", cmd_companies, common
-    )
-    companies.add_argument("--query", metavar="Q", help="Codat query, e.g. 'dataConnections.status=Linked'")
-    companies.add_argument("--tags", metavar="T", help="Codat tags filter, e.g. 'region=uk'")
-    companies.add_argument(
-        "--page-size",
-        type=_page_size,
-        default=1000,
-        metavar="N",
-        help="companies per page, 1-5000 (default 1000)",
-    )
-
-    status = _add(subparsers, "status", "Show a company's data status per data type.", cmd_status, common)
-    status.add_argument("company", metavar="COMPANY", help="company id")
-    status.add_argument("--data-type", metavar="T", help="show only this data type")
-
-
-def _register_history(subparsers: argparse._SubParsersAction[Any], common: argparse.ArgumentParser) -> None:
-    history = _add(
-        subparsers, "history", "Show a company's pull operations (sync history).", cmd_history, common
-    )
-    history.add_argument("company", metavar="COMPANY", help="company id")
-    history.add_argument(
-        "--query", metavar="Q", help="Codat query, e.g. 'dataType=invoices&&status!=Complete'"
-    )
-    history.add_argument(
-        "--order-by", metavar="F", help="field to sort by; newest first is --order-by=-requested"
-    )
-    history.add_argument(
-        "--page", type=_positive_int, default=1, metavar="N", help="page to show (default 1)"
-    )
-    history.add_argument(
-        "--page-size",
-        type=_page_size,
-        default=100,
-        metavar="N",
-        help="operations per page, 1-5000 (default 100)",
-    )
-    history.add_argument("--all-pages", action="store_true", help="read every page")
-
-    operation = _add(subparsers, "operation", "Show one pull operation.", cmd_operation, common)
-    operation.add_argument("company", metavar="COMPANY", help="company id")
-    operation.add_argument("dataset", metavar="DATASET", help="dataset (pull operation) id")
-
-
-def _register_refresh(subparsers: argparse._SubParsersAction[Any], common: argparse.ArgumentParser) -> None:
-    refresh = _add(
-        subparsers,
-        "refresh",
-        "Queue a sync of one data type, or of all.",
-        cmd_refresh,
-        common,
-        check_refresh_args,
-    )
-    refresh.add_argument("company", metavar="COMPANY", help="company id")
-    refresh.add_argument(
-        "data_type", metavar="DATA_TYPE", nargs="?", help="data type to refresh, e.g. invoices"
-    )
-    refresh.add_argument(
-        "--all", action="store_true", help="refresh every data type set to fetch on first link"
-    )
-    refresh.add_argument("--connection-id", metavar="ID", help="refresh through this data connection only")

@@ -20,8 +20,8 @@ from exporter.codat.errors import (
     RateLimitedError,
     UnauthorizedError,
 )
-from exporter.codat.models import Company, DataTypeStatus, Page, PullOperation
-from exporter.codat.parsing import format_timestamp
+from exporter.codat.models import Company, Connection, DataTypeStatus, Page, PullOperation
+from exporter.codat.timestamps import format_timestamp
 from exporter.common.durations import format_duration as format_seconds
 from exporter.refresh.actions import RefreshOutcome
 
@@ -122,6 +122,30 @@ def operation_json(op: PullOperation) -> dict[str, Any]:
     }
 
 
+def connection_json(connection: Connection) -> dict[str, Any]:
+    """A data connection as JSON, with its ``dataConnectionErrors`` (Codat's field names)."""
+    return {
+        "id": connection.id,
+        "platformName": connection.platform_name,
+        "status": connection.status,
+        "sourceType": connection.source_type,
+        "lastSync": _iso(connection.last_sync),
+        "created": _iso(connection.created),
+        "activeErrors": connection.active_errors,
+        "dataConnectionErrors": [
+            {
+                "statusCode": e.status_code,
+                "statusText": e.status_text,
+                "errorMessage": e.error_message,
+                "erroredOnUtc": _iso(e.errored_on),
+                "status": e.status,
+                "resolvedOnUtc": _iso(e.resolved_on),
+            }
+            for e in connection.errors
+        ],
+    }
+
+
 def company_json(company: Company) -> dict[str, Any]:
     """A company and its connections as JSON."""
     return {
@@ -164,6 +188,10 @@ def operation_duration(op: PullOperation) -> float | None:
     return None if op.completed is None else (op.completed - op.requested).total_seconds()
 
 
+_COMPANY_ENDPOINTS: Final = frozenset({"dataStatus", "companySyncSettings", "connections"})
+"""Endpoints whose 404 means the company itself is unknown."""
+
+
 def error_line(error: CodatError) -> str:
     """One line an operator can act on, for any client error."""
     if isinstance(error, DatasetAlreadyInProgressError):
@@ -181,7 +209,7 @@ def error_line(error: CodatError) -> str:
         )
     if isinstance(error, CodatConnectionError):
         return f"cannot reach Codat: {error.error}"
-    if isinstance(error, NotFoundError) and error.endpoint == "dataStatus" and error.status_code == 404:
+    if isinstance(error, NotFoundError) and error.endpoint in _COMPANY_ENDPOINTS and error.status_code == 404:
         return f"unknown company {error.company_id}: {error.error}"
     return str(error)
 

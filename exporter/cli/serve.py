@@ -25,9 +25,9 @@ from exporter.config.loading import ConfigError, config_file, load_config
 from exporter.config.schema import Config
 from exporter.exposition import ExpositionCache
 from exporter.exposition.families import company_catalogue
+from exporter.exposition.selfmetrics import Telemetry
 from exporter.http.server import ListenError
 from exporter.http.webconfig import WebConfigError
-from exporter.metrics import Telemetry
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1

@@ -40,7 +40,7 @@ from exporter.codat.models import (
     SyncSettings,
 )
 from exporter.codat.observer import NullObserver, RequestObserver
-from exporter.codat.paging import iterate_pages
+from exporter.codat.paging import check_paging, iterate_pages
 from exporter.codat.parsing import (
     ShapeError,
     parse_company,
@@ -59,7 +59,6 @@ from exporter.common.clock import utc_now
 T = TypeVar("T")
 
 USER_AGENT: Final = f"codat-exporter/{__version__}"
-MAX_PAGE_SIZE: Final = 5000
 
 # Endpoint label values (a bounded set: they become the `endpoint` label of self-metrics).
 COMPANIES: Final = "companies"
@@ -76,13 +75,6 @@ CONNECTIONS: Final = "connections"
 def _segment(value: str) -> str:
     """One URL path segment, fully escaped (an id with ``/`` or ``..`` must not change the path)."""
     return quote(value, safe="")
-
-
-def _check_paging(page: int, page_size: int) -> None:
-    if page < 1:
-        raise ValueError(f"page must be at least 1, got {page}")
-    if not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}, got {page_size}")
 
 
 class CodatClient:
@@ -170,7 +162,7 @@ class CodatClient:
         ``Page.failures`` (its id when readable, and the reason), and every
         other company is in ``Page.results``.
         """
-        _check_paging(page, page_size)
+        check_paging(page, page_size)
         params = {"page": page, "pageSize": page_size, "query": query, "tags": tags}
         limit = limits.page_limit(page_size, limits.COMPANY_RECORD)
         body = self._get_json("/companies", COMPANIES, None, params, limit=limit)
@@ -202,7 +194,7 @@ class CodatClient:
             lambda n: self.list_companies(query=query, tags=tags, page=n, page_size=page_size),
             on_page=on_page,
             page_size=page_size,
-            key=_company_id,
+            key=lambda company: company.id,
             endpoint=COMPANIES,
         )
 
@@ -271,7 +263,7 @@ class CodatClient:
         order_by: str | None = None,
     ) -> Page[PullOperation]:
         """One page of ``GET /companies/{id}/data/history`` (e.g. ``order_by="-requested"``)."""
-        _check_paging(page, page_size)
+        check_paging(page, page_size)
         params = {"page": page, "pageSize": page_size, "query": query, "orderBy": order_by}
         path = f"/companies/{_segment(company_id)}/data/history"
         limit = limits.page_limit(page_size, limits.PULL_OPERATION_RECORD)
@@ -299,7 +291,7 @@ class CodatClient:
             ),
             on_page=on_page,
             page_size=page_size,
-            key=_operation_id,
+            key=lambda operation: operation.id,
             endpoint=HISTORY,
             company_id=company_id,
         )
@@ -314,7 +306,9 @@ class CodatClient:
         """
         path = f"/companies/{_segment(company_id)}/data/queue/{_segment(data_type)}"
         params = {"connectionId": connection_id}
-        _, body = self._request("POST", path, REFRESH_DATA_TYPE, company_id, params, idempotent=False)
+        _, body = self._requester.request(
+            "POST", path, REFRESH_DATA_TYPE, company_id, params, idempotent=False
+        )
         now = self._wall_clock()
         return self._parse(
             REFRESH_DATA_TYPE,
@@ -325,7 +319,9 @@ class CodatClient:
     def refresh_all(self, company_id: str) -> None:
         """``POST /companies/{id}/data/all``: queue a sync of every "fetch on first link" data type."""
         path = f"/companies/{_segment(company_id)}/data/all"
-        self._request("POST", path, REFRESH_ALL, company_id, None, idempotent=False, want_json=False)
+        self._requester.request(
+            "POST", path, REFRESH_ALL, company_id, None, idempotent=False, want_json=False
+        )
 
     def get_company_sync_settings(self, company_id: str) -> SyncSettings:
         """``GET /companies/{id}/syncSettings`` (get-company-syncSettings): each data type's schedule
@@ -344,7 +340,7 @@ class CodatClient:
     ) -> Page[Connection]:
         """One page of ``GET /companies/{id}/connections`` (list-connections), each connection with
         its ``dataConnectionErrors``."""
-        _check_paging(page, page_size)
+        check_paging(page, page_size)
         params = {"page": page, "pageSize": page_size, "query": query}
         path = f"/companies/{_segment(company_id)}/connections"
         limit = limits.page_limit(page_size, limits.COMPANY_RECORD)
@@ -393,37 +389,7 @@ class CodatClient:
         *,
         limit: int = limits.SINGLE_OBJECT,
     ) -> object:
-        _, body = self._request("GET", path, endpoint, company_id, params, idempotent=True, limit=limit)
-        return body
-
-    def _request(
-        self,
-        method: str,
-        path: str,
-        endpoint: str,
-        company_id: str | None,
-        params: Mapping[str, Any] | None,
-        *,
-        idempotent: bool,
-        want_json: bool = True,
-        limit: int = limits.SINGLE_OBJECT,
-    ) -> tuple[int, object]:
-        """Send one logical request with pacing and retries; return (status, decoded JSON body)."""
-        return self._requester.request(
-            method,
-            path,
-            endpoint,
-            company_id,
-            params,
-            idempotent=idempotent,
-            want_json=want_json,
-            limit=limit,
+        _, body = self._requester.request(
+            "GET", path, endpoint, company_id, params, idempotent=True, limit=limit
         )
-
-
-def _company_id(company: Company) -> str:
-    return company.id
-
-
-def _operation_id(operation: PullOperation) -> str:
-    return operation.id
+        return body

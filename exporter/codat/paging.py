@@ -12,7 +12,17 @@ T = TypeVar("T")
 
 DEFAULT_MAX_PAGES: Final = 10_000
 SLACK_PAGES: Final = 1
+MAX_PAGE_SIZE: Final = 5000
+"""The largest ``pageSize`` Codat accepts."""
 """Pages allowed past what the first page's ``totalResults`` justifies (records added during the walk)."""
+
+
+def check_paging(page: int, page_size: int) -> None:
+    """Refuse a page number or page size Codat would reject, before any request is sent."""
+    if page < 1:
+        raise ValueError(f"page must be at least 1, got {page}")
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}, got {page_size}")
 
 
 def justified_pages(total_results: int, page_size: int) -> int:

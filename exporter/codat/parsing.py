@@ -281,7 +281,9 @@ def parse_company(body: object, path: str = "company", now: datetime | None = No
     tags: dict[str, str] = {}
     if raw_tags is not None:
         for tag, value in _object(raw_tags, f"{path}.tags").items():
-            tags[str(tag)] = value if isinstance(value, str) else str(value)
+            # A null value is no value: it must not become the label value "None".
+            if value is not None:
+                tags[str(tag)] = value if isinstance(value, str) else str(value)
     raw_connections = _optional_list(obj, "dataConnections", path)
     return Company(
         id=_required_str(obj, "id", path),

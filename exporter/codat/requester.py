@@ -156,18 +156,24 @@ class Requester:
                 if retries_done:
                     log.info("giving up on %s %s after %d retries: %s", method, endpoint, retries_done, error)
                 raise error
-            log.info(
-                "Codat %s %s%s: %s; retry %d of %d in %.2fs",
-                method,
-                endpoint,
-                f" (company {company_id})" if company_id else "",
-                f"HTTP {status}" if status is not None else (failure or "failure"),
-                retries_done + 1,
-                self._policy.max_retries,
-                decision.delay,
-            )
+            what = f"HTTP {status}" if status is not None else (failure or "failure")
+            self._log_retry(method, endpoint, company_id, what, retries_done + 1, decision.delay)
             self._sleep(decision.delay)
             retries_done += 1
+
+    def _log_retry(
+        self, method: str, endpoint: str, company_id: str | None, what: str, retry: int, delay: float
+    ) -> None:
+        log.info(
+            "Codat %s %s%s: %s; retry %d of %d in %.2fs",
+            method,
+            endpoint,
+            f" (company {company_id})" if company_id else "",
+            what,
+            retry,
+            self._policy.max_retries,
+            delay,
+        )
 
     def _attempt(
         self, method: str, url: str, query: Mapping[str, Any], call: Call, deadline: float, limit: int

@@ -18,7 +18,8 @@ from exporter.collector.state import CompanyState, new_company_state, with_failu
 
 RELIST_REASON: Final = "webhook_relist"
 """A poll request that also asks for a new listing (the ``connection.*`` and ``company.*`` webhooks:
-connection status and a company's existence come from the listing)."""
+connection status and a company's existence come from the listing). The company's sync settings
+are read again at its next poll too: a new or re-linked connection can change them."""
 
 MISSING_ERROR = "not listed by GET /companies (deleted, or not visible to this API key)"
 
@@ -31,6 +32,33 @@ class Marked:
     error: str
     reason: str
     """The ``reason`` of the poll-errors counter."""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingPolls:
+    """The targeted polls to run now, taken from the table in one step."""
+
+    focus: Mapping[str, frozenset[str] | None]
+    """Listed company → the data types its requests named (None: the whole company)."""
+    relist: bool
+    """True when a new listing should come first."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    reason: str
+    data_types: frozenset[str] | None
+
+
+def _merge(before: _Request | None, reason: str, data_types: frozenset[str] | None) -> _Request:
+    """Several requests for one company before its poll: a re-list is kept, named types add up,
+    and a request for the whole company wins over named types."""
+    if before is None:
+        return _Request(reason, data_types)
+    kept = RELIST_REASON if RELIST_REASON in (before.reason, reason) else reason
+    if before.data_types is None or data_types is None:
+        return _Request(kept, None)
+    return _Request(kept, before.data_types | data_types)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +88,9 @@ class CompanyTable:
         """Ids the last listing returned that are filtered out or another shard's."""
         self._listed_once = False
         self._in_flight: set[str] = set()
-        self._pending: dict[str, str] = {}
+        self._pending: dict[str, _Request] = {}
+        self._reread_settings: set[str] = set()
+        """Companies whose sync settings are read again at their next poll (a re-list asked)."""
         self._dirty = False
 
     @property
@@ -119,29 +149,38 @@ class CompanyTable:
             listed = [c for cid, c in self._listed.items() if cid not in busy]
         return states, listed
 
-    def request(self, company_id: str, reason: str) -> bool:
-        """Ask for a targeted poll; True when the company is listed (a change is then waiting)."""
+    def request(self, company_id: str, reason: str, data_types: Iterable[str] | None = None) -> bool:
+        """Ask for a targeted poll (of ``data_types`` only, when given); True when the company is
+        listed (a change is then waiting). ``RELIST_REASON`` also re-reads its sync settings."""
+        named = frozenset(data_types) if data_types is not None else None
         with self._lock:
-            self._pending[company_id] = reason
+            self._pending[company_id] = _merge(self._pending.get(company_id), reason, named)
+            if reason == RELIST_REASON:
+                self._reread_settings.add(company_id)
             return company_id in self._listed
 
-    def take_pending(self) -> tuple[list[str], bool]:
+    def reread_settings(self, company_id: str) -> None:
+        """Read the company's sync settings again at its next poll."""
+        with self._lock:
+            self._reread_settings.add(company_id)
+
+    def take_pending(self) -> PendingPolls:
         """The listed companies asked for (not running now), and whether to list again first.
 
         A company not listed yet (just created, or just linked) calls for a new listing; one
         listed but filtered out does not, or its webhooks would re-list every time.
         """
         with self._lock:
-            pending = [cid for cid in self._pending if cid not in self._in_flight]
+            pending = {cid: r for cid, r in self._pending.items() if cid not in self._in_flight}
             # A connection.* / company.* webhook changed what only the listing shows.
-            asked_to_relist = any(self._pending[cid] == RELIST_REASON for cid in pending)
+            asked_to_relist = any(r.reason == RELIST_REASON for r in pending.values())
             for cid in pending:
                 del self._pending[cid]
-            known = [cid for cid in self._listed if cid in pending]
+            focus = {cid: pending[cid].data_types for cid in self._listed if cid in pending}
             relist = asked_to_relist or any(
                 cid not in self._listed and cid not in self._not_watched for cid in pending
             )
-        return known, relist
+        return PendingPolls(focus, relist)
 
     def drop(self, removed: Iterable[str]) -> list[str]:
         """Forget companies no longer listed (explicit or unreadable ones stay, reported down)."""
@@ -164,9 +203,14 @@ class CompanyTable:
         with self._lock:
             listed = self._listed.get(company_id)
             state = self._states.get(company_id)
+            reread = listed is not None and company_id in self._reread_settings
+            if reread:
+                self._reread_settings.discard(company_id)
         if listed is None:
             return None
-        return listed, state or new_company_state(listed, self._limit)
+        state = state or new_company_state(listed, self._limit)
+        # Never read is what makes the poll read them (``poll.sync_settings_due``).
+        return listed, replace(state, sync_settings_read=None) if reread else state
 
     def finish(self, company_id: str, result: PollResult | None, *, store: bool) -> None:
         """A poll ended: keep its state when ``store`` (not for a rate-limited one)."""

@@ -3,34 +3,31 @@
 A listing carries ``lastSync`` per company and per connection, names, tags and connection
 statuses, so it is both the watch list and the cheapest way to see that something moved.
 A record that does not parse fails that company only (``unreadable``); the rest go on.
+
+With an explicit ``companies.ids`` list the scheduler still lists companies for change detection:
+one ``GET /companies`` page covers up to 5,000 companies, so it costs less than reading a single
+company's ``dataStatus`` every interval. Listed ids that Codat does not return are reported down.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from exporter.codat.models import Company, Page, RecordFailure
-from exporter.collector.poll import error_reason
+from exporter.collector.planner import change_detection_interval
+from exporter.collector.poll import describe_error, error_reason
 from exporter.collector.settings import CollectorSettings
 from exporter.collector.sharding import owns
-from exporter.exposition.selfmetrics import LISTING_FAILURE_REASONS
+from exporter.exposition.selfmetrics import LISTING_FAILURE_REASONS, Telemetry
 
+if TYPE_CHECKING:
+    from exporter.codat.client import CodatClient
 
-class ListingClient(Protocol):
-    """The Codat client call a listing makes."""
-
-    def iter_companies(
-        self,
-        *,
-        query: str | None = None,
-        tags: str | None = None,
-        page_size: int = 1000,
-        on_page: Callable[[Page[Company]], None] | None = None,
-    ) -> Iterable[Company]:
-        """Every company, page after page."""
-        ...
+log = logging.getLogger("exporter.collector.scheduler")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +51,7 @@ class Listing:
         return len(self.selected) + len(self.unreadable)
 
 
-def list_companies(client: ListingClient, settings: CollectorSettings) -> Listing:
+def list_companies(client: CodatClient, settings: CollectorSettings) -> Listing:
     """Walk every page of ``GET /companies`` and sort the companies for this shard (raises on failure)."""
     pages = 0
     failures: list[RecordFailure] = []
@@ -106,3 +103,34 @@ def listing_failure_reason(exc: BaseException) -> str:
     """The ``reason`` label of a failed listing: one of ``LISTING_FAILURE_REASONS``."""
     reason = error_reason(exc)
     return reason if reason in LISTING_FAILURE_REASONS else "other"
+
+
+@dataclass(slots=True)
+class ListingCadence:
+    """When the next listing is due: every poll interval, stretched when the daily budget is short."""
+
+    last: datetime | None = None
+    """When the last listing succeeded; None forces one now (start-up, or a company not listed yet)."""
+    pages: int = 1
+
+    def due(self, now: datetime, poll_interval: float, per_day: float | None) -> bool:
+        """Whether a listing is due at ``now``."""
+        if self.last is None:
+            return True
+        interval = change_detection_interval(poll_interval, per_day or 0.0, self.pages)
+        # A little slack so a loop woken a hair early still runs it.
+        return (now - self.last).total_seconds() >= interval * 0.99
+
+    def listed(self, now: datetime, pages: int) -> None:
+        """A listing of ``pages`` pages succeeded at ``now``."""
+        self.last = now
+        self.pages = max(1, pages)
+
+
+def record_listing_failure(telemetry: Telemetry, exc: Exception) -> str:
+    """Count and log a failed listing (not a 429); its one-line description."""
+    message = describe_error(exc)
+    telemetry.count_poll_error("companies_" + error_reason(exc))
+    telemetry.set_listing_failed(listing_failure_reason(exc))
+    log.error("listing companies failed: %s", message)
+    return message

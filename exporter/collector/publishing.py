@@ -132,3 +132,26 @@ class SnapshotPublisher:
             self._snapshot = self._builder.build(
                 inputs.states, inputs.now, inputs.ready, self._attempts, cycle=inputs.cycle
             )
+
+
+PUBLISH_COST_FACTOR = 5.0
+"""Publications within a cycle are spaced at least this many times their own duration apart."""
+
+
+@dataclass(slots=True)
+class PublishPacer:
+    """When the next publication within a cycle may happen (monotonic seconds).
+
+    Rendering a big exposition is not free: publications within a cycle take at most about a
+    fifth of the time, however large the fleet, and at least ``interval`` apart.
+    """
+
+    next_at: float = 0.0
+
+    def hold(self, now: float, interval: float) -> None:
+        """Publish no sooner than ``interval`` from ``now`` (a cycle reads a moment first)."""
+        self.next_at = max(self.next_at, now + interval)
+
+    def published(self, cost: float, now: float, interval: float) -> None:
+        """A publication that took ``cost`` seconds ended at ``now``."""
+        self.next_at = now + max(interval, PUBLISH_COST_FACTOR * cost)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from exporter.collector.poll import PollResult
+
 
 @dataclass(slots=True)
 class CycleReport:
@@ -20,3 +22,13 @@ class CycleReport:
     error: str | None = None
     still_running: int = 0
     """Polls the cycle stopped waiting for; they are published when they finish."""
+
+    def add(self, company_id: str, result: PollResult, *, rate_limited: bool) -> None:
+        """Count one finished poll of ``company_id``."""
+        self.requests += result.requests
+        if rate_limited:
+            self.rate_limited = True
+        elif result.ok:
+            self.polled.append(company_id)
+        else:
+            self.failed.append(company_id)

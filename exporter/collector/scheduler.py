@@ -7,15 +7,14 @@ company's failure marks only that company down; a 429 pauses every request from 
 arrived for at least ``Retry-After`` (``budget.RateLimitPause``). A cycle waits for its polls at
 most one poll interval: a slow company finishes on its own and is published when it does, so it
 never holds back the others. Webhooks ask for a targeted poll of one company with
-``request_poll``.
+``request_poll``; a ``read.completed`` names its data types, and that poll's history read covers
+only them when nothing else of the company moved (``poll.history_query``).
 
-With an explicit ``companies.ids`` list the scheduler still lists companies for change detection:
-one ``GET /companies`` page covers up to 5,000 companies, so it costs less than reading a single
-company's ``dataStatus`` every interval. Listed ids that Codat does not return are reported down.
+The client-wide sync settings fill in the schedule of a data type that a company's own settings
+do not name (``profile.ClientWideSchedules``); they cost a request only when some company needs them.
 
-Threads and locks: the loop thread runs cycles and publishes; pool threads run polls and apply
-their results to the ``CompanyTable``, whose own lock is never held during a request or a
-publication. ``_cycle_lock`` serialises cycles and publications and is taken before the table's.
+Threads and locks (docs/architecture.md): ``_cycle_lock`` serialises cycles and publications
+and is taken before the ``CompanyTable``'s lock, which is never held during a request.
 """
 
 from __future__ import annotations
@@ -24,40 +23,37 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ThreadPoolExecutor, wait
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Final
 
 from exporter.codat.client import CodatClient
 from exporter.codat.defaults import DEFAULT_RETRY_AFTER
 from exporter.codat.errors import RateLimitedError
 from exporter.collector.budget import BudgetKeeper, RateLimitPause
 from exporter.collector.companies import CompanyTable
-from exporter.collector.listing import list_companies, listing_failure_reason
+from exporter.collector.listing import ListingCadence, list_companies, record_listing_failure
 from exporter.collector.planner import (
     ESTIMATED_COST,
     PlannedPoll,
     PollReason,
-    change_detection_interval,
     plan_cycle,
 )
 from exporter.collector.poll import PollResult, describe_error, error_reason, poll_company, record_result
+from exporter.collector.pollpool import PollJob, PollPool, collect, result_of
+from exporter.collector.profile import ClientWideSchedules
 from exporter.collector.progress import ChangeWatch
-from exporter.collector.publishing import RefreshAttempts, SnapshotListener, SnapshotPublisher
+from exporter.collector.publishing import PublishPacer, RefreshAttempts, SnapshotListener, SnapshotPublisher
 from exporter.collector.report import CycleReport
 from exporter.collector.settings import CollectorSettings, collector_settings
 from exporter.collector.snapshot import Snapshot
 from exporter.collector.startup import StartupAdvice
 from exporter.common.clock import Clock, utc_now
 from exporter.config.schema import Config
-from exporter.metrics import Telemetry
+from exporter.exposition.selfmetrics import Telemetry
 
 log = logging.getLogger(__name__)
-
-PUBLISH_COST_FACTOR: Final = 5.0
-"""Publications within a cycle are spaced at least this many times their own duration apart."""
 
 __all__ = ["Clock", "CycleReport", "Scheduler", "describe_error", "error_reason", "utc_now"]
 
@@ -82,17 +78,12 @@ class Scheduler:
         self._clock = clock
         self._cycle_lock = threading.Lock()
         self._table = CompanyTable(self._settings.seen_operations_limit, self._settings.explicit_ids)
-        self._last_change_detection: datetime | None = None
-        self._companies_pages = 1
+        self._listing = ListingCadence()
         self._cycles = 0
-        self._publish_seconds = 0.0
-        """How long the last publication took (listeners included): paces the ones within a cycle."""
-        self._next_publish = 0.0
-        """Monotonic time before which late poll results wait to be published."""
+        self._pacer = PublishPacer()
         self._publisher = SnapshotPublisher()
         self._changes = ChangeWatch()
         self._wake = threading.Event()
-        self._closing = threading.Event()
         self._pause = RateLimitPause()
         self._budget = BudgetKeeper(
             lambda: info.limit if (info := client.rate_limit) is not None else None,
@@ -101,12 +92,9 @@ class Scheduler:
             on_resize=telemetry.set_request_budget,
         )
         self._advice = StartupAdvice(self._settings)
-        self._pool = ThreadPoolExecutor(
-            max_workers=self._settings.max_concurrency, thread_name_prefix="codat-poll"
-        )
+        self._client_wide = ClientWideSchedules()
+        self._pool = PollPool(self._settings.max_concurrency)
         telemetry.set_shard(self._settings.shard, self._settings.total_shards)
-
-    # --- public surface -------------------------------------------------------------------------
 
     @property
     def snapshot(self) -> Snapshot:
@@ -139,9 +127,14 @@ class Scheduler:
         """Call ``listener(snapshot)`` whenever a new snapshot lands (and once now)."""
         self._publisher.subscribe(listener)
 
-    def request_poll(self, company_id: str, reason: str = "webhook") -> None:
-        """Ask for a poll of one company as soon as possible (thread-safe; used by webhooks)."""
-        if self._table.request(company_id, reason):
+    def request_poll(
+        self, company_id: str, reason: str = "webhook", data_types: Iterable[str] | None = None
+    ) -> None:
+        """Ask for a poll of one company as soon as possible (thread-safe; used by webhooks).
+
+        ``data_types`` (a ``read.completed``'s) narrows the poll's history read to those types.
+        """
+        if self._table.request(company_id, reason, data_types):
             self._changes.seen(company_id, self._clock())
         self._wake.set()
 
@@ -169,15 +162,8 @@ class Scheduler:
         self._wake.set()
 
     def close(self, *, wait: bool = True) -> None:
-        """Stop the worker threads: polls not started yet are dropped; ``wait`` for those in flight.
-
-        Without this a shutdown would first work through every poll the current cycle queued
-        (the pool's threads are joined at interpreter exit), spending minutes and quota.
-        """
-        self._closing.set()
-        self._pool.shutdown(wait=wait)
-
-    # --- the loop -------------------------------------------------------------------------------
+        """Stop the worker threads: polls not started yet are dropped; ``wait`` for those in flight."""
+        self._pool.close(wait=wait)
 
     def run_forever(self, stop: threading.Event) -> None:
         """Run cycles every poll interval (and targeted polls on request) until ``stop`` is set."""
@@ -190,16 +176,16 @@ class Scheduler:
                     self.run_cycle(self._clock())
                 elif self._table.has_pending:
                     self.poll_requested(self._clock())
-                    if self._last_change_detection is None:
+                    if self._listing.last is None:
                         # A webhook named a company not listed yet (just created or linked):
                         # list now instead of at the next interval.
                         next_cycle = time.monotonic()
-                elif self._table.dirty and time.monotonic() >= self._next_publish:
+                elif self._table.dirty and time.monotonic() >= self._pacer.next_at:
                     self.publish_late_results()
             except Exception:
                 # The loop must outlive any bug in one cycle; the next cycle starts afresh.
                 log.exception("poll cycle failed unexpectedly")
-            until = min(next_cycle, self._next_publish) if self._table.dirty else next_cycle
+            until = min(next_cycle, self._pacer.next_at) if self._table.dirty else next_cycle
             self._wake.wait(timeout=max(0.0, until - time.monotonic()))
             self._wake.clear()
             if stop.is_set():
@@ -219,7 +205,11 @@ class Scheduler:
             if self._pause.active(now):
                 report.rate_limited = True
                 return report
-            if self._change_detection_due(now) and not self._detect_changes(now, report):
+            if self._listing.due(
+                now, self._settings.poll_interval, self._budget.per_day
+            ) and not self._detect_changes(now, report):
+                return report
+            if not self._read_profile_settings(now, report):
                 return report
             self._poll_pending_into(report, now)
             poll_states, listed = self._table.plan_inputs()
@@ -257,17 +247,6 @@ class Scheduler:
             if self._table.dirty:
                 self._publish(self._clock())
 
-    # --- steps ----------------------------------------------------------------------------------
-
-    def _change_detection_due(self, now: datetime) -> bool:
-        if self._last_change_detection is None:
-            return True
-        interval = change_detection_interval(
-            self._settings.poll_interval, self._budget.per_day or 0.0, self._companies_pages
-        )
-        # A little slack so a loop woken a hair early still runs it.
-        return (now - self._last_change_detection).total_seconds() >= interval * 0.99
-
     def _detect_changes(self, now: datetime, report: CycleReport) -> bool:
         """List companies (the cheap change detector); False when the listing failed."""
         try:
@@ -278,17 +257,13 @@ class Scheduler:
             report.rate_limited = True
             return False
         except Exception as exc:
-            report.error = describe_error(exc)
-            self._telemetry.count_poll_error("companies_" + error_reason(exc))
-            self._telemetry.set_listing_failed(listing_failure_reason(exc))
-            log.error("listing companies failed: %s", report.error)
+            report.error = record_listing_failure(self._telemetry, exc)
             return False
         self._telemetry.set_listing_ok(now.timestamp())
         self._budget.spend(listing.pages, now)
         report.requests += listing.pages
         report.change_detection = True
-        self._last_change_detection = now
-        self._companies_pages = max(1, listing.pages)
+        self._listing.listed(now, listing.pages)
         for marked in self._table.apply_listing(listing, now, self._changes):
             # Reported down rather than silently dropped.
             self._telemetry.count_poll_error(marked.reason)
@@ -296,26 +271,66 @@ class Scheduler:
         self._advice.after_listing(listing.size)
         return True
 
-    def _poll_pending_into(self, report: CycleReport, now: datetime) -> None:
-        known, relist = self._table.take_pending()
-        if relist:
-            self._last_change_detection = None
-        if known:
-            cost = ESTIMATED_COST[PollReason.WEBHOOK]
-            self._execute([PlannedPoll(cid, PollReason.WEBHOOK, cost) for cid in known], now, report)
+    def _read_profile_settings(self, now: datetime, report: CycleReport) -> bool:
+        """Read the client-wide sync settings when due and affordable; False when Codat answered 429."""
+        if not self._client_wide.due(now, self._settings) or self._budget.available(now) < 1:
+            return True  # companies' own settings apply meanwhile
+        try:
+            reread = self._client_wide.read(self._client, now)
+        except RateLimitedError as exc:
+            self._on_rate_limited(exc, self._clock())
+            report.rate_limited = True
+            reread = []
+        if reread is None:
+            return True
+        self._budget.spend(1, now)
+        report.requests += 1
+        for company_id in reread:
+            self._table.reread_settings(company_id)
+        return not report.rate_limited
 
-    def _execute(self, polls: Sequence[PlannedPoll], now: datetime, report: CycleReport) -> None:
+    def _poll_pending_into(self, report: CycleReport, now: datetime) -> None:
+        pending = self._table.take_pending()
+        if pending.relist:
+            self._listing.last = None
+        if pending.focus:
+            cost = ESTIMATED_COST[PollReason.WEBHOOK]
+            polls = [PlannedPoll(cid, PollReason.WEBHOOK, cost) for cid in pending.focus]
+            self._execute(polls, now, report, pending.focus)
+
+    def _execute(
+        self,
+        polls: Sequence[PlannedPoll],
+        now: datetime,
+        report: CycleReport,
+        focus: Mapping[str, frozenset[str] | None] | None = None,
+    ) -> None:
         """Run ``polls`` on the pool; wait at most ``cycle_wait``, publishing as results come in."""
-        if not polls or self._closing.is_set():
+        if not polls or self._pool.closing.is_set():
             return
         self._table.start(p.company_id for p in polls)
-        futures: dict[Future[PollResult | None], str] = {}
-        for poll in polls:
-            try:
-                futures[self._pool.submit(self._poll_one, poll.company_id, now)] = poll.company_id
-            except RuntimeError:  # the pool was shut down under us (stop)
-                self._table.finish(poll.company_id, None, store=False)
-        waiting = self._wait_for(futures, now, report)
+        jobs: dict[str, PollJob] = {
+            p.company_id: partial(self._poll_one, p.company_id, now, (focus or {}).get(p.company_id))
+            for p in polls
+        }
+        futures, refused = self._pool.submit(jobs)
+        for company_id in refused:
+            self._table.finish(company_id, None, store=False)
+        # A cycle reads for a moment before it first publishes: a small fleet is published once.
+        self._pacer.hold(time.monotonic(), self._settings.publish_interval)
+
+        def publish() -> None:
+            self._publish(now)
+
+        waiting = collect(
+            futures,
+            time.monotonic() + self._settings.cycle_wait,
+            lambda company_id, result: self._apply(company_id, result, report),
+            lambda: self._pacer.next_at,
+            publish,
+            time.monotonic,
+            self._pool.closing,
+        )
         if waiting:
             report.still_running = len(waiting)
             log.warning(
@@ -326,42 +341,25 @@ class Scheduler:
             for future in waiting:
                 future.add_done_callback(partial(self._apply_late, futures[future]))
 
-    def _wait_for(
-        self, futures: Mapping[Future[PollResult | None], str], now: datetime, report: CycleReport
-    ) -> set[Future[PollResult | None]]:
-        """Apply results as they come, publishing at most every ``publish_interval``; return the late ones."""
-        deadline = time.monotonic() + self._settings.cycle_wait
-        # A cycle reads for a moment before it first publishes: a small fleet is published once.
-        self._next_publish = max(self._next_publish, time.monotonic() + self._settings.publish_interval)
-        waiting = set(futures)
-        unpublished = False
-        while waiting:
-            until = min(deadline, self._next_publish) if unpublished else deadline
-            timeout = max(0.0, until - time.monotonic())
-            done, waiting = wait(waiting, timeout=timeout, return_when=FIRST_COMPLETED)
-            for future in done:
-                self._apply(futures[future], _result_of(future), report)
-                unpublished = True
-            if waiting and unpublished and time.monotonic() >= self._next_publish:
-                self._publish(now)  # what this cycle has read so far
-                unpublished = False
-            if time.monotonic() >= deadline or self._closing.is_set():
-                break
-        return waiting
-
-    def _publish_gap(self) -> float:
-        # Rendering a big exposition is not free: publications within a cycle take at most
-        # about a fifth of the time, however large the fleet.
-        return max(self._settings.publish_interval, PUBLISH_COST_FACTOR * self._publish_seconds)
-
-    def _poll_one(self, company_id: str, now: datetime) -> PollResult | None:
-        if self._closing.is_set() or self._pause.active(self._clock()):
+    def _poll_one(
+        self, company_id: str, now: datetime, data_types: frozenset[str] | None = None
+    ) -> PollResult | None:
+        if self._pool.closing.is_set() or self._pause.active(self._clock()):
             return None
         target = self._table.target(company_id)
         if target is None:
             return None
         listed, state = target
-        result = poll_company(self._client, state, listed, now, self._settings, self._clock)
+        result = poll_company(
+            self._client,
+            state,
+            listed,
+            now,
+            self._settings,
+            self._clock,
+            data_types=data_types,
+            default_schedules=self._client_wide.schedules,
+        )
         if isinstance(result.error, RateLimitedError) and result.rate_limited_at is not None:
             # Pause at once, so the polls still queued behind this one do not start.
             self._on_rate_limited(result.error, result.rate_limited_at)
@@ -376,18 +374,13 @@ class Scheduler:
             self._changes.read(company_id)
         self._budget.spend(result.requests, self._clock())
         record_result(self._telemetry, result, self._settings.data_type_filter)
-        if report is None:
-            return
-        report.requests += result.requests
-        if rate_limited:
-            report.rate_limited = True
-        elif result.ok:
-            report.polled.append(company_id)
-        else:
-            report.failed.append(company_id)
+        if result.unnamed_types:
+            self._client_wide.want(company_id)
+        if report is not None:
+            report.add(company_id, result, rate_limited=rate_limited)
 
     def _apply_late(self, company_id: str, future: Future[PollResult | None]) -> None:
-        self._apply(company_id, _result_of(future), None)
+        self._apply(company_id, result_of(future), None)
         self._wake.set()
 
     def _on_rate_limited(self, exc: RateLimitedError, arrived: datetime) -> None:
@@ -402,17 +395,5 @@ class Scheduler:
             self._advice.after_first_sweep(view.states.values())
         started = time.monotonic()
         snapshot = self._publisher.publish(view.states, now, view.ready, self._cycles)
-        self._publish_seconds = time.monotonic() - started
-        self._next_publish = time.monotonic() + self._publish_gap()
+        self._pacer.published(time.monotonic() - started, time.monotonic(), self._settings.publish_interval)
         return snapshot
-
-
-def _result_of(future: Future[PollResult | None]) -> PollResult | None:
-    try:
-        return future.result()
-    except CancelledError:
-        return None
-    except Exception:
-        # poll_company turns API failures into results; anything else is a bug in one poll.
-        log.exception("company poll failed unexpectedly")
-        return None

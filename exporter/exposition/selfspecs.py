@@ -212,6 +212,8 @@ API_ENDPOINTS: Final = (
     "refreshDataType",
     "refreshAll",
     "companySyncSettings",
+    "profileSyncSettings",
+    "connections",
 )
 """The ``endpoint`` values of the Codat API self-metrics."""
 API_PRESET_CODES: Final = ("429", "error")
@@ -233,8 +235,8 @@ WEBHOOK_EVENT_TYPES: Final = (
     "company.product.removed",
     "other",
 )
-"""The ``event_type`` values of the webhook counter: Codat's fixed event names (the same list as
-``exporter.webhooks.events.LABELLED_EVENT_TYPES``); every other type counts as ``other``."""
+"""The ``event_type`` values of the webhook counter: Codat's fixed event names (the one list;
+``exporter.webhooks.events`` derives its event types from it); every other type counts as ``other``."""
 WEBHOOK_RESULTS: Final = (
     "processed",
     "duplicate",

@@ -27,7 +27,7 @@ from exporter.collector.snapshot import Snapshot
 from exporter.common.clock import utc_now
 from exporter.common.durations import format_duration
 from exporter.config.schema import AutoRefreshSettings
-from exporter.metrics import Telemetry
+from exporter.exposition.selfmetrics import Telemetry
 from exporter.refresh.actions import ALL_DATA_TYPES, RefreshClient, RefreshOutcome, perform_refresh
 from exporter.refresh.policy import (
     BACKOFF_CAP,

@@ -21,8 +21,8 @@ from typing import Final
 from exporter.codat import statuses
 from exporter.codat.models import Company
 from exporter.collector.snapshot import CompanySnapshot, Snapshot
-from exporter.config.schema import AutoRefreshSettings, RefreshRule
 from exporter.common.globs import matches_any
+from exporter.config.schema import AutoRefreshSettings, RefreshRule
 from exporter.refresh.actions import ALL_DATA_TYPES
 
 UNFIXABLE_STATUSES: Final[Mapping[str, str]] = {

@@ -27,47 +27,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from exporter.exposition.selfspecs import WEBHOOK_EVENT_TYPES
+
 READ_COMPLETED: Final = "read.completed"
 READ_COMPLETED_INITIAL: Final = "read.completed.initial"
 RATE_LIMIT_REACHED: Final = "client.rateLimit.reached"
 RATE_LIMIT_RESET: Final = "client.rateLimit.reset"
-CONNECTION_EVENT_TYPES: Final = (
-    "connection.created",
-    "connection.connected",
-    "connection.disconnected",
-    "connection.reconnected",
-    "connection.failed",
-    "connection.deleted",
-)
 COMPANY_CREATED: Final = "company.created"
 COMPANY_DELETED: Final = "company.deleted"
-KNOWN_EVENT_TYPES: Final = frozenset(
-    {
-        READ_COMPLETED,
-        READ_COMPLETED_INITIAL,
-        RATE_LIMIT_REACHED,
-        RATE_LIMIT_RESET,
-        *CONNECTION_EVENT_TYPES,
-        COMPANY_CREATED,
-        COMPANY_DELETED,
-    }
-)
-"""Event types the exporter acts on."""
-LABELLED_EVENT_TYPES: Final[tuple[str, ...]] = (
-    READ_COMPLETED,
-    READ_COMPLETED_INITIAL,
-    RATE_LIMIT_REACHED,
-    RATE_LIMIT_RESET,
-    *CONNECTION_EVENT_TYPES,
-    COMPANY_CREATED,
-    COMPANY_DELETED,
-    "company.product.added",
-    "company.product.removed",
-)
-"""Event types counted under their own name: every fixed name in Codat's event catalogue. The
-``{dataType}.write.successful/unsuccessful`` family is open-ended, so it counts as ``other``."""
 OTHER_EVENT_TYPE: Final = "other"
 """The ``event_type`` label of every event type outside ``LABELLED_EVENT_TYPES`` (keeps it bounded)."""
+LABELLED_EVENT_TYPES: Final[tuple[str, ...]] = tuple(t for t in WEBHOOK_EVENT_TYPES if t != OTHER_EVENT_TYPE)
+"""Event types counted under their own name: every fixed name in Codat's event catalogue (listed once,
+as the webhook counter's label values). The ``{dataType}.write.successful/unsuccessful`` family is
+open-ended, so it counts as ``other``."""
+CONNECTION_EVENT_TYPES: Final = tuple(t for t in LABELLED_EVENT_TYPES if t.startswith("connection."))
+KNOWN_EVENT_TYPES: Final = frozenset(t for t in LABELLED_EVENT_TYPES if not t.startswith("company.product."))
+"""Event types the exporter acts on."""
 VALIDATION_ISSUE: Final = "warning.validation"
 
 # Codat timestamps: date, optional time with 0–7 fractional digits, optional Z or offset.

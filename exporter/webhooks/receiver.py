@@ -10,7 +10,8 @@ What the worker does with each event:
 
 * ``read.completed`` (and ``.initial``) for a company this shard owns → its
   ``warning.validation`` issues are counted per data type, and the scheduler
-  polls that company now; other shards' companies are ``ignored``;
+  polls that company now, its history read narrowed to the data types the
+  event names; other shards' companies are ``ignored``;
 * ``connection.*`` and ``company.*`` for a company this shard owns (or may own:
   a company just created is not listed yet) → the scheduler re-lists and polls
   that company now (``RELIST_REASON``), since connection status and existence
@@ -27,7 +28,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Protocol
@@ -82,8 +83,8 @@ class PollScheduler(Protocol):
         """The current snapshot."""
         ...
 
-    def request_poll(self, company_id: str, reason: str) -> None:
-        """Poll ``company_id`` as soon as possible."""
+    def request_poll(self, company_id: str, reason: str, data_types: Iterable[str] | None = None) -> None:
+        """Poll ``company_id`` as soon as possible (its ``data_types`` only, when given)."""
 
     def pause_until(self, until: datetime) -> None:
         """Hold non-essential polling until ``until``."""
@@ -93,7 +94,7 @@ class PollScheduler(Protocol):
 
 
 class WebhookTelemetry(Protocol):
-    """The self-metrics the receiver reports into (``exporter.metrics.Telemetry``)."""
+    """The self-metrics the receiver reports into (``exporter.exposition.selfmetrics.Telemetry``)."""
 
     def count_webhook(self, event_type: str, result: str) -> None:
         """Count one delivery."""
@@ -312,7 +313,8 @@ class WebhookReceiver:
             for data_type, issues in event.validation_issues().items():
                 self._telemetry.count_validation_issues(event.company_id, data_type, issues)
             self._latency.expect(event.company_id, job.received_at, self._scheduler.snapshot)
-            self._scheduler.request_poll(event.company_id, POLL_REASON)
+            # An event naming no data type says nothing narrower than "this company".
+            self._scheduler.request_poll(event.company_id, POLL_REASON, event.data_type_names or None)
             # Debug, not info: a large account sends thousands of these a day.
             log.debug("webhook %s: polling company %s now", label, event.company_id)
         elif isinstance(event, ConnectionEvent | CompanyEvent):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -74,16 +75,19 @@ class RecordingScheduler:
 
     snapshot: Snapshot = field(default_factory=Snapshot)
     polls: list[tuple[str, str]] = field(default_factory=list)
+    named: list[tuple[str, ...] | None] = field(default_factory=list)
+    """The data types each poll request named (None: the whole company), in order."""
     pauses: list[datetime] = field(default_factory=list)
     resumes: int = 0
     fail_on: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def request_poll(self, company_id: str, reason: str) -> None:
+    def request_poll(self, company_id: str, reason: str, data_types: Iterable[str] | None = None) -> None:
         if company_id == self.fail_on:
             raise RuntimeError("scheduler exploded")
         with self._lock:
             self.polls.append((company_id, reason))
+            self.named.append(tuple(data_types) if data_types is not None else None)
 
     def pause_until(self, until: datetime) -> None:
         with self._lock:
