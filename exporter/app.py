@@ -23,6 +23,7 @@ from typing import Final
 
 from exporter.codat.auth import authorization_header
 from exporter.codat.client import CodatClient
+from exporter.collector.poll import PLAIN_DATA_TYPE
 from exporter.collector.readiness import ServedReadiness
 from exporter.collector.scheduler import Scheduler
 from exporter.collector.settings import collector_settings
@@ -218,11 +219,17 @@ def configured_data_types(config: Config) -> set[str]:
     return {n for n in names if not GLOB_CHARACTERS & set(n) and n not in excluded}
 
 
+MAX_LEARNED_DATA_TYPES: Final = 200
+"""Data types whose refresh counters are created at 0 before any refresh (Codat documents ~40)."""
+
+
 class DataTypeLearner:
     """Tells ``Telemetry`` every data type a snapshot shows, once, so refresh counters start at 0.
 
     A snapshot listener: it looks only at companies whose snapshot changed since the last
     publication (an identity check), so a publication with nothing new costs one lookup a company.
+    Only plain data type names count, and at most ``MAX_LEARNED_DATA_TYPES`` of them: Codat has a
+    few dozen, and an API that invents thousands must not multiply the exporter's own series.
     """
 
     def __init__(self, telemetry: Telemetry, known: Iterable[str] = ()) -> None:
@@ -237,11 +244,16 @@ class DataTypeLearner:
         seen = self._seen
         for cid, company in snapshot.companies.items():
             if seen.get(cid) is not company:
-                new.update(t for t in company.statuses if t not in self._known)
+                new.update(
+                    t for t in company.statuses if t not in self._known and PLAIN_DATA_TYPE.fullmatch(t)
+                )
         self._seen = dict(snapshot.companies)
-        if new:
-            self._known |= new
-            self._telemetry.know_data_types(sorted(new))
+        new -= self._known
+        room = MAX_LEARNED_DATA_TYPES - len(self._known)
+        if new and room > 0:
+            learned = sorted(new)[:room]
+            self._known.update(learned)
+            self._telemetry.know_data_types(learned)
 
 
 def _auto_refresher(

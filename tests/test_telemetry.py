@@ -194,3 +194,15 @@ def _family(
     (family,) = (f for f in families if f.name == name)
     samples = {(s.name, tuple(sorted(s.labels.items())), s.value) for s in family.samples}
     return family.type, family.documentation, samples
+
+
+def test_a_lone_surrogate_from_the_api_cannot_break_the_self_metrics() -> None:
+    """prometheus_client encodes strictly: one such label value would fail every later scrape."""
+    telemetry = Telemetry(process_metrics=False)
+    telemetry.know_data_types(["\udfffodd"])
+    telemetry.count_refresh("bad\ud800", "error")
+    telemetry.count_validation_issues("c-\ud800", "invoices\udfff", 2)
+    text = generate_latest(telemetry.registry).decode()
+    assert 'codat_refresh_requests_total{data_type="?odd",result="error"} 0.0' in text
+    assert 'codat_refresh_requests_total{data_type="bad?",result="error"} 1.0' in text
+    assert 'codat_read_validation_issues_total{company_id="c-?",data_type="invoices?"} 2.0' in text

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("exporter.collector.scheduler")
 
-_PLAIN_DATA_TYPE: Final = re.compile(r"[A-Za-z][A-Za-z0-9]{0,63}")
+PLAIN_DATA_TYPE: Final = re.compile(r"[A-Za-z][A-Za-z0-9]{0,63}")
 """Codat's data type names are camelCase words; anything else never goes into a query."""
 MAX_QUERY_CHARS: Final = 2000
 """Codat refuses a ``query`` of 2,048 characters or more (docs: using-the-api/querying.md)."""
@@ -196,7 +196,7 @@ def history_query(
     """
     if not data_types or not state.ledger.started or state.statuses is None:
         return None
-    if not all(_PLAIN_DATA_TYPE.fullmatch(dt) for dt in data_types):
+    if not all(PLAIN_DATA_TYPE.fullmatch(dt) for dt in data_types):
         return None
     # ``in_progress`` counts the open operations of exported types; the ledger holds them all.
     if sum(state.in_progress.values()) != len(state.ledger.open):

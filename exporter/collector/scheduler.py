@@ -333,7 +333,8 @@ class Scheduler:
         )
         if waiting:
             report.still_running = len(waiting)
-            log.warning(
+            log.log(
+                logging.DEBUG if self._pool.closing.is_set() else logging.WARNING,
                 "%d company poll(s) still queued or running after %.0fs; the cycle goes on without them",
                 len(waiting),
                 self._settings.cycle_wait,

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from exporter.collector.progress import first_sweep_minutes, rate_advice, steady_rate
 from exporter.collector.settings import CollectorSettings
 from exporter.collector.state import CompanyState
+from exporter.common.durations import format_duration
 
 log = logging.getLogger("exporter.collector.scheduler")
 
@@ -30,11 +31,11 @@ class StartupAdvice:
         rate = self._settings.requests_per_minute
         minutes = first_sweep_minutes(companies, rate)
         log.info(
-            "first sweep: %d companies at up to %g requests a minute takes about %.1f minutes; "
+            "first sweep: %d companies at up to %g requests a minute takes about %s; "
             "each company's series appear on /metrics as soon as it is read",
             companies,
             rate,
-            minutes,
+            format_duration(minutes * 60),
         )
 
     def after_first_sweep(self, states: Iterable[CompanyState]) -> None:

@@ -69,6 +69,7 @@ from exporter.exposition.selfspecs import (
     WEBHOOKS_RECEIVED,
 )
 from exporter.exposition.spec import MetricSpec
+from exporter.exposition.textformat import label_text
 
 # prometheus_client would add a `_created` gauge beside every counter and histogram; in the
 # classic text format those are separate series that no dashboard or alert reads, and they would
@@ -256,7 +257,7 @@ class Telemetry:
         """
         for data_type in data_types:
             for result in REFRESH_RESULTS:
-                self._refresh_requests.labels(data_type, result)
+                self._refresh_requests.labels(label_text(data_type), result)
 
         # RequestObserver
         self._touch_events()
@@ -297,7 +298,7 @@ class Telemetry:
 
     def count_refresh(self, data_type: str, result: str) -> None:
         """Count one refresh decision or request by its result."""
-        self._refresh_requests.labels(data_type, result).inc()
+        self._refresh_requests.labels(label_text(data_type), result).inc()
         self._touch_events()
 
     def set_refresh_pending(self, pending: int) -> None:
@@ -312,12 +313,12 @@ class Telemetry:
 
     def count_webhook(self, event_type: str, result: str) -> None:
         """Count one webhook delivery by event type and result."""
-        self._webhooks.labels(event_type, result).inc()
+        self._webhooks.labels(label_text(event_type), result).inc()
         self._touch_events()
 
     def count_validation_issues(self, company_id: str, data_type: str, issues: int) -> None:
         """Count ``warning.validation`` issues a read.completed webhook reported for one pair."""
-        self._validation_issues.labels(company_id, data_type).inc(issues)
+        self._validation_issues.labels(label_text(company_id), label_text(data_type)).inc(issues)
         self._touch_events()
 
     def observe_webhook_latency(self, seconds: float) -> None:

@@ -59,6 +59,12 @@ def encode(text: str) -> bytes:
     return text.encode("utf-8", "replace")
 
 
+def label_text(value: str) -> str:
+    """``value`` with lone surrogates replaced by ``?``, for labels that prometheus_client renders
+    (it encodes strictly, so one such value from the API would fail every scrape)."""
+    return value.encode("utf-8", "replace").decode("utf-8")
+
+
 def timestamp_value(value: float) -> str:
     """A Unix time as a sample value (``repr`` of the float: exact and short)."""
     return repr(float(value))
