@@ -8,15 +8,15 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from tests.support.post_capture import serving_posts
 from tests.support.processes import stop_process, wait_until_ready
 from tests.support.rule_scaling import scale_duration
 from tests.support.tools import REPO_ROOT, free_port, require_tool
@@ -68,30 +68,15 @@ def alert_receiver() -> Iterator[NotificationLog]:
     """A loopback webhook endpoint recording Alertmanager's notifications; stopped on exit."""
     log = NotificationLog()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            with log.lock:
-                log.notifications.append(
-                    Notification(time.time(), self.path.strip("/"), tuple(body.get("alerts", ())))
-                )
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+    def record(path: str, headers: Mapping[str, str], body: bytes) -> int:
+        alerts = tuple(json.loads(body).get("alerts", ()))
+        with log.lock:
+            log.notifications.append(Notification(time.time(), path.strip("/"), alerts))
+        return 200
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    log.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with serving_posts(record) as base_url:
+        log.base_url = base_url
         yield log
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def example_config(receiver_base_url: str, factor: float = 1.0) -> dict[str, Any]:

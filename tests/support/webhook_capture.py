@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.support.post_capture import serving_posts
 from tests.support.waiting import wait_until
 
 
@@ -46,26 +46,11 @@ def webhook_receiver() -> Iterator[Receiver]:
     """Serve a ``Receiver`` on a free loopback port; stopped on exit."""
     state = Receiver()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            with state.lock:
-                state.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                code = state.codes.pop(0) if state.codes else 200
-            self.send_response(code)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+    def record(path: str, headers: Mapping[str, str], body: bytes) -> int:
+        with state.lock:
+            state.received.append((dict(headers), body))
+            return state.codes.pop(0) if state.codes else 200
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/webhooks/codat"
-    try:
+    with serving_posts(record) as base_url:
+        state.url = f"{base_url}/webhooks/codat"
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
