@@ -14,10 +14,11 @@ measured CPU.
 
     .venv/bin/python -m bench.bench_scale --companies 2000 --rate 1000
     .venv/bin/python -m bench.bench_scale --companies 10000 --rate 1000 --status-mode sparse --restart
-    .venv/bin/python -m bench.bench_scale --companies 2000 --rate 1000 --clock live --steady 900
+    .venv/bin/python -m bench.bench_scale --companies 2000 --rate 1000 --steady 900
 
-``--clock frozen`` (the default) stops the simulated clock, so no sync completes and counters
-may not grow at all; ``--clock live`` runs it at wall-clock speed, so daily syncs complete.
+``--clock live`` (the default) runs the simulated clock at wall-clock speed. ``--clock frozen``
+stops it, so no sync completes; the simulator's per-minute window runs on that clock too, so a run
+that spends more than one minute's requests stalls there.
 ``--restart`` kills the exporter (SIGKILL) once ready, starts it again and measures the time to
 full data again, and checks that the sum of ``codat_pull_operations_total`` after it is no larger
 than before the kill plus the operations the simulator completed in between.
@@ -344,7 +345,7 @@ def main() -> None:
     parser.add_argument("--data-types", type=int, default=10)
     parser.add_argument("--rate", type=int, default=1000, help="requests per minute, both sides")
     parser.add_argument("--status-mode", choices=("default", "full", "sparse"), default="default")
-    parser.add_argument("--clock", choices=("frozen", "live"), default="frozen")
+    parser.add_argument("--clock", choices=("frozen", "live"), default="live")
     parser.add_argument("--restart", action="store_true", help="kill once ready, start again, measure")
     parser.add_argument("--steady", type=float, default=0.0, metavar="S", help="seconds of steady state")
     parser.add_argument(
