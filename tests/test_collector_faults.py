@@ -105,6 +105,8 @@ def test_requests_during_a_429_storm_stay_within_retry_after(rig: Rig) -> None:
     loop.start()
     try:
         wait_until(lambda: rig.scheduler.ready, "the first sweep")
+        # The sync settings are read after the sweep; the storm must meet an idle exporter.
+        wait_until(lambda: rig.hostile.count("syncSettings") >= len(HEALTHY_IDS) + 1, "the settings reads")
         rig.hostile.fault = "rate_limit_storm"
         started = time.monotonic()
         storm_requests = 4

@@ -140,6 +140,42 @@ def test_plan_puts_new_companies_first_and_never_lets_cheaper_work_overtake() ->
     assert [p.company_id for p in plan.deferred] == ["old"]
 
 
+def test_a_first_read_takes_the_sync_settings_along_only_while_the_pace_has_room() -> None:
+    # 5 requests a minute, 60 s cycles: 3 dataStatus reads leave room for 2 settings reads.
+    paced = PlanSettings(poll_interval=60, full_sweep_interval=6 * 3600, requests_per_minute=5)
+    listed = [company(f"new{i}") for i in range(3)]
+    plan = plan_cycle({}, listed, NOW, budget=100.0, settings=paced)
+    assert [(p.reason, p.with_settings, p.cost) for p in plan.polls] == [
+        (PollReason.NEW, True, 2.0),
+        (PollReason.NEW, True, 2.0),
+        (PollReason.NEW, False, 1.0),
+    ]
+    # Ignoring the budget (the ``once`` command) reads everything at once, whatever the pace.
+    unlimited = plan_cycle({}, listed, NOW, budget=float("inf"), settings=paced)
+    assert all(p.with_settings for p in unlimited.polls)
+    # Work waiting for budget: no first read spends a request on settings.
+    short = plan_cycle({}, listed, NOW, budget=2.0, settings=SETTINGS)
+    assert [p.with_settings for p in short.polls] == [False, False]
+    assert len(short.deferred) == 1
+
+
+def test_settings_only_reads_come_after_every_other_read() -> None:
+    swept = company("swept")
+    quiet = [company(f"quiet{i}") for i in range(2)]
+    state = {"swept": seen(last_status_poll=NOW - timedelta(hours=7))}
+    state.update({c.id: seen() for c in quiet})
+    due = frozenset({"quiet0", "quiet1", "swept"})
+    plan = plan_cycle(state, [*quiet, swept, company("new")], NOW, 3.0, SETTINGS, due)
+    assert [(p.company_id, p.reason) for p in plan.polls] == [
+        ("new", PollReason.NEW),
+        ("swept", PollReason.SWEEP),  # its dataStatus read takes the settings along
+        ("quiet0", PollReason.SETTINGS),
+    ]
+    assert [(p.company_id, p.reason) for p in plan.deferred] == [("quiet1", PollReason.SETTINGS)]
+    # A company with no settings due and nothing else to read is left alone.
+    assert plan_cycle(state, quiet, NOW, 3.0, SETTINGS).polls == ()
+
+
 def test_plan_reports_companies_that_disappeared() -> None:
     plan = plan_cycle({"gone": seen(), "c1": seen()}, [company("c1")], NOW, budget=100.0, settings=SETTINGS)
     assert plan.removed == frozenset({"gone"})

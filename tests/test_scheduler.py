@@ -433,17 +433,56 @@ def _webhook_for_new_company_is_polled_while_running(rig: Rig) -> None:
 # --- progressive publication, first-sweep cost, recovery, listing health, detection lag ----------
 
 
-def test_the_first_sweep_costs_one_request_per_company(rig: Rig) -> None:
+def test_a_first_sweep_with_requests_to_spare_reads_the_sync_settings_along(rig: Rig) -> None:
     rig.scheduler.run_cycle()
     companies = len(rig.sim.company_ids)
     assert rig.sim.count_requests("dataStatus") == companies
-    # Plus each company's sync settings (issue 12.1), read once a day from the first poll on.
+    # Plus each company's sync settings (issue 12.1): the pace (300 a minute) has room for them.
     assert rig.sim.count_requests("companySyncSettings") == companies
     # The companies' own settings name every data type: the client-wide ones are not needed.
     assert rig.sim.count_requests("profileSyncSettings") == 0
     assert (
         rig.sim.count_requests() == 2 * companies + rig.sim.count_requests("companies") == 2 * companies + 1
     )
+    rig.cycle_after(60)
+    assert rig.sim.count_requests("companySyncSettings") == companies  # then once a day
+
+
+def test_a_first_sweep_bound_by_the_pace_costs_one_request_per_company() -> None:
+    # 40 companies at 30 requests a minute: the sweep itself does not fit in one cycle's pace,
+    # so the sync settings wait until every company's dataStatus was read (issue 16.2).
+    many = dict(QUIET, companies=[{"name": f"Company {i}", "profile": "quiet"} for i in range(40)])
+    slow = _config(budget={"max_requests_per_minute": 30})
+    for rig in make_rig(slow, many):
+        rig.scheduler.run_cycle()
+        assert rig.scheduler.ready
+        assert rig.sim.count_requests("dataStatus") == 40
+        assert rig.sim.count_requests() == 40 + rig.sim.count_requests("companies") == 41
+        # The next cycle reads only the settings: no dataStatus again, no listing yet.
+        rig.scheduler.run_cycle()
+        assert rig.sim.count_requests("companySyncSettings") == 40
+        assert rig.sim.count_requests() == 81
+        rig.cycle_after(60)
+        assert rig.sim.count_requests("companySyncSettings") == 40  # then once a day
+
+
+def test_a_failed_settings_only_read_leaves_the_company_up() -> None:
+    slow = _config(budget={"max_requests_per_minute": 1})
+    for rig in make_rig(slow):
+        rig.scheduler.run_cycle()
+        assert rig.sim.count_requests("companySyncSettings") == 0
+        cid = rig.company("Alpha")
+        rig.sim.faults.set(cid, status_burst=(500, 1))
+        rig.scheduler.run_cycle()
+        assert rig.sim.count_requests("companySyncSettings") == 4
+        assert rig.scheduler.snapshot.companies[cid].up
+        errors = rig.telemetry.registry.get_sample_value(
+            "codat_exporter_poll_errors_total", {"reason": "server_error"}
+        )
+        assert errors == 0
+        # Read again a day later, not at every cycle.
+        rig.cycle_after(60)
+        assert rig.sim.count_requests("companySyncSettings") == 4
     # The skipped baseline still starts each data type's last outcome at zero.
     for cid in rig.sim.company_ids:
         company = rig.scheduler.snapshot.companies[cid]

@@ -12,8 +12,9 @@ from typing import Final
 from exporter.codat.models import Company
 from exporter.collector.listing import Listing
 from exporter.collector.planner import CompanyPollState, last_sync_moved
-from exporter.collector.poll import PollResult
+from exporter.collector.poll import PollResult, sync_settings_due
 from exporter.collector.progress import ChangeWatch
+from exporter.collector.settings import CollectorSettings
 from exporter.collector.state import CompanyState, new_company_state, with_failure
 
 RELIST_REASON: Final = "webhook_relist"
@@ -42,6 +43,16 @@ class PendingPolls:
     """Listed company → the data types its requests named (None: the whole company)."""
     relist: bool
     """True when a new listing should come first."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlanInputs:
+    """What the planner needs, taken from the table in one step (the polls running now left out)."""
+
+    poll_states: dict[str, CompanyPollState]
+    listed: list[Company]
+    settings_due: frozenset[str]
+    """Companies read before, not failing, whose sync settings are due (or asked for again)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,13 +152,22 @@ class CompanyTable:
         self._states[marked.company_id] = with_failure(state, marked.error, now)
         return [marked]
 
-    def plan_inputs(self) -> tuple[dict[str, CompanyPollState], list[Company]]:
-        """What the planner needs: poll states and listed companies, without the polls running now."""
+    def plan_inputs(self, now: datetime, settings: CollectorSettings) -> PlanInputs:
+        """What the planner needs: poll states and listed companies, without the polls running now,
+        and the companies whose sync settings are due at ``now``."""
         with self._lock:
             busy = self._in_flight
             states = {cid: s.poll for cid, s in self._states.items() if cid not in busy}
             listed = [c for cid, c in self._listed.items() if cid not in busy]
-        return states, listed
+            due = frozenset(
+                c.id
+                for c in listed
+                if (state := self._states.get(c.id)) is not None
+                and state.poll.last_status_poll is not None
+                and state.poll.failures == 0
+                and (c.id in self._reread_settings or sync_settings_due(state, now, settings))
+            )
+        return PlanInputs(states, listed, due)
 
     def request(self, company_id: str, reason: str, data_types: Iterable[str] | None = None) -> bool:
         """Ask for a targeted poll (of ``data_types`` only, when given); True when the company is

@@ -20,8 +20,8 @@ here is pure and takes ``now``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Final
@@ -42,6 +42,9 @@ class PollReason(StrEnum):
     OPEN = "open"
     RETRY = "retry"
     SWEEP = "sweep"
+    SETTINGS = "settings"
+    """Only the company's sync settings are due: read after every dataStatus of the first sweep,
+    so that sweep costs one request a company (the settings only refine staleness thresholds)."""
 
 
 PRIORITY: Final[Mapping[PollReason, int]] = {reason: rank for rank, reason in enumerate(PollReason)}
@@ -53,6 +56,7 @@ ESTIMATED_COST: Final[Mapping[PollReason, float]] = {
     PollReason.OPEN: 2.0,
     PollReason.RETRY: 2.0,
     PollReason.SWEEP: 1.0,
+    PollReason.SETTINGS: 1.0,
 }
 """Requests a poll is expected to cost: dataStatus, plus one history page when something moved.
 
@@ -90,6 +94,13 @@ class PlanSettings:
     """How often a company with a sync in progress is re-read (its lastSync moves when it ends anyway)."""
     max_retry_backoff: float = 3600.0
     """The longest wait between retries of a failing company (never longer than a full sweep)."""
+    requests_per_minute: float = math.inf
+    """The pace requests are sent at (``budget.max_requests_per_minute``): what a cycle can spend."""
+
+    @property
+    def requests_per_cycle(self) -> float:
+        """Requests the pace allows in one poll interval."""
+        return self.requests_per_minute * self.poll_interval / 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +110,9 @@ class PlannedPoll:
     company_id: str
     reason: PollReason
     cost: float
+    with_settings: bool = True
+    """Read the company's sync settings too when they are due. A first read leaves them out unless
+    the cycle has requests to spare (``plan_cycle``): the sweep then costs one request a company."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,18 +195,23 @@ def plan_cycle(
     now: datetime,
     budget: float,
     settings: PlanSettings | None = None,
+    settings_due: Collection[str] = frozenset(),
 ) -> CyclePlan:
     """Decide this cycle's dataStatus reads for ``companies`` (already filtered and sharded).
 
     ``budget`` is the number of requests that may be spent now. Wanted polls are
-    taken in priority order (new, changed, open, retry, sweep; the longest-unread
-    first within a priority) while they fit; the rest are deferred.
+    taken in priority order (new, changed, open, retry, sweep, settings; the longest-unread
+    first within a priority) while they fit; the rest are deferred. ``settings_due`` names the
+    companies whose sync settings are due: one with no other reason to be read gets a
+    settings-only read, last of all.
     """
     settings = settings or PlanSettings()
     wanted: list[tuple[tuple[int, float, str], PlannedPoll]] = []
     for company in companies:
         previous = state.get(company.id)
         reason = poll_reason(company, previous, now, settings)
+        if reason is None and company.id in settings_due:
+            reason = PollReason.SETTINGS
         if reason is None:
             continue
         last_read = previous.last_status_poll if previous and previous.last_status_poll else _EPOCH
@@ -210,6 +229,22 @@ def plan_cycle(
             # Once something is deferred, everything of lower priority is too: cheaper sweeps
             # must not overtake a change that is waiting for budget.
             deferred.append(poll)
+    # Ignoring the budget (``once``) reads everything now; otherwise a first read takes the sync
+    # settings along only while the cycle's budget and pace leave a request for them.
+    spare = (
+        remaining
+        if math.isinf(budget)
+        else min(remaining, settings.requests_per_cycle - (budget - remaining))
+    )
+    if deferred:
+        spare = 0.0
+    for index, poll in enumerate(polls):
+        if poll.reason is PollReason.NEW:
+            with_settings = spare >= 1.0
+            spare -= 1.0 if with_settings else 0.0
+            polls[index] = replace(
+                poll, cost=poll.cost + (1.0 if with_settings else 0.0), with_settings=with_settings
+            )
     listed = {c.id for c in companies}
     removed = frozenset(company_id for company_id in state if company_id not in listed)
     return CyclePlan(tuple(polls), tuple(deferred), removed)

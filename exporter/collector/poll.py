@@ -34,7 +34,7 @@ from exporter.codat.errors import (
 from exporter.codat.models import Company, DataTypeStatus, PullOperation, SyncSettings
 from exporter.codat.statuses import is_in_progress
 from exporter.collector.history import HistoryRead, HistoryScan, duration_seconds, split_baseline
-from exporter.collector.planner import needs_history
+from exporter.collector.planner import PollReason, needs_history
 from exporter.collector.settings import CollectorSettings
 from exporter.collector.state import CompanyState, with_failure, with_status_read
 
@@ -94,6 +94,8 @@ class PollResult:
     unnamed_types: bool = False
     """The company's own sync settings, read now, leave out a data type it has, and no
     client-wide schedule was known for it (the scheduler then reads ``GET /profile/syncSettings``)."""
+    settings_only: bool = False
+    """Only the sync settings were read (``PollReason.SETTINGS``): no dataStatus, no change seen."""
 
     @property
     def ok(self) -> bool:
@@ -139,13 +141,19 @@ def poll_company(
     *,
     data_types: frozenset[str] | None = None,
     default_schedules: Mapping[str, float] | None = None,
+    reason: PollReason | None = None,
+    with_settings: bool = True,
 ) -> PollResult:
     """Read one company's dataStatus (and history if needed); never raises for an API failure.
 
     ``data_types`` (named by a webhook) narrows the history read when that is safe
     (``history_query``); ``default_schedules`` (the client-wide sync settings) fill in the
-    schedule of a data type the company's own sync settings do not name.
+    schedule of a data type the company's own sync settings do not name. The sync settings are
+    read with the dataStatus when due and ``with_settings``; a first read the planner left them
+    out of (``PlannedPoll.with_settings``) gets them later on their own (``PollReason.SETTINGS``).
     """
+    if reason is PollReason.SETTINGS:
+        return poll_sync_settings(client, state, listed, now, settings, clock, default_schedules or {})
     requests_made = 0
     try:
         statuses = client.get_data_status(listed.id)
@@ -166,7 +174,11 @@ def poll_company(
             requests_made += history.pages
         new_state = with_status_read(state, statuses, history, listed, now, settings.data_type_filter)
         unnamed: frozenset[str] = frozenset()
-        if sync_settings_due(state, now, settings) and isinstance(client, SyncSettingsClient):
+        if (
+            with_settings
+            and sync_settings_due(state, now, settings)
+            and isinstance(client, SyncSettingsClient)
+        ):
             new_state, unnamed = read_sync_settings(client, new_state, now, settings, default_schedules or {})
             requests_made += 1
         finished = history.result.new_terminal if history is not None and not history.result.baseline else ()
@@ -182,6 +194,27 @@ def poll_company(
         log.warning("poll of company %s failed (%s): %s", listed.id, error_reason(exc), message)
         failed = with_failure(state, message, now, listed)
         return PollResult(listed.id, failed, requests_made + 1, exc)
+
+
+def poll_sync_settings(
+    client: object,
+    state: CompanyState,
+    listed: Company,
+    now: datetime,
+    settings: CollectorSettings,
+    clock: Callable[[], datetime],
+    default_schedules: Mapping[str, float],
+) -> PollResult:
+    """Read only the company's sync settings (one request); a failure other than 429 keeps the
+    schedules read before (``read_sync_settings``), so it never marks the company down."""
+    if not isinstance(client, SyncSettingsClient):
+        return PollResult(listed.id, state, 0, settings_only=True)
+    try:
+        new_state, unnamed = read_sync_settings(client, state, now, settings, default_schedules)
+    except RateLimitedError as exc:
+        return PollResult(listed.id, state, 1, exc, rate_limited_at=clock(), settings_only=True)
+    wants_defaults = any(dt not in default_schedules for dt in unnamed)
+    return PollResult(listed.id, new_state, 1, unnamed_types=wants_defaults, settings_only=True)
 
 
 def history_query(

@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ThreadPoolExecutor, wait
+from typing import Final
 
 from exporter.collector.poll import PollResult
 
@@ -49,6 +50,10 @@ class PollPool:
         self._pool.shutdown(wait=wait)
 
 
+RECHECK_SECONDS: Final = 1.0
+"""How often a waiting cycle looks for results it did not submit (an earlier cycle's late polls)."""
+
+
 def collect(
     futures: Polls,
     deadline: float,
@@ -57,20 +62,25 @@ def collect(
     publish: Callable[[], None],
     clock: Callable[[], float],
     closing: threading.Event,
+    unpublished: Callable[[], bool],
 ) -> set[Future[PollResult | None]]:
-    """Apply results as they come and ``publish`` whenever ``next_publish()`` has passed, until
-    every poll is done or ``deadline`` (monotonic) passes; return the polls still running."""
+    """Apply results as they come and ``publish`` whenever ``unpublished()`` and ``next_publish()``
+    has passed, until every poll is done or ``deadline`` (monotonic) passes; return the polls
+    still running.
+
+    ``unpublished`` is the company table's: polls an earlier cycle stopped waiting for finish on
+    their own, and a cycle whose own polls are queued behind them must publish those too, or a
+    large first sweep shows nothing new until this cycle's first own result.
+    """
     waiting = set(futures)
-    unpublished = False
     while waiting:
-        until = min(deadline, next_publish()) if unpublished else deadline
+        due = next_publish()
+        until = min(deadline, due if due > clock() else clock() + RECHECK_SECONDS)
         done, waiting = wait(waiting, timeout=max(0.0, until - clock()), return_when=FIRST_COMPLETED)
         for future in done:
             on_result(futures[future], result_of(future))
-            unpublished = True
-        if waiting and unpublished and clock() >= next_publish():
-            publish()  # what this cycle has read so far
-            unpublished = False
+        if waiting and unpublished() and clock() >= next_publish():
+            publish()  # what has been read so far
         if clock() >= deadline or closing.is_set():
             break
     return waiting

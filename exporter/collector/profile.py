@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from exporter.codat.errors import RateLimitedError
@@ -40,6 +40,14 @@ class ClientWideSchedules:
     def due(self, now: datetime, settings: CollectorSettings) -> bool:
         """Whether a read is wanted and the last one is older than ``sync_settings_interval``."""
         return self._wanted and sync_settings_due_at(self._read_at, now, settings)
+
+    def refresh(self, client: object, now: datetime, reread: Callable[[str], None]) -> int:
+        """``read``, then ``reread`` each company that waited for them; the requests spent (0 when
+        ``client`` cannot read them). A 429 propagates (``RateLimitedError``)."""
+        waited = self.read(client, now)
+        for company_id in waited or ():
+            reread(company_id)
+        return 0 if waited is None else 1
 
     def read(self, client: object, now: datetime) -> list[str] | None:
         """Read them with one request; the companies to re-read their own settings, or None when

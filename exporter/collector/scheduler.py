@@ -212,10 +212,12 @@ class Scheduler:
             if not self._read_profile_settings(now, report):
                 return report
             self._poll_pending_into(report, now)
-            poll_states, listed = self._table.plan_inputs()
+            inputs = self._table.plan_inputs(now, self._settings)
             available = math.inf if ignore_budget else self._budget.available(now)
-            plan = plan_cycle(poll_states, listed, now, available, self._settings.plan)
-            report.listed = len(listed)
+            plan = plan_cycle(
+                inputs.poll_states, inputs.listed, now, available, self._settings.plan, inputs.settings_due
+            )
+            report.listed = len(inputs.listed)
             report.deferred = len(plan.deferred)
             for company_id in self._table.drop(plan.removed):
                 report.removed.append(company_id)
@@ -276,17 +278,12 @@ class Scheduler:
         if not self._client_wide.due(now, self._settings) or self._budget.available(now) < 1:
             return True  # companies' own settings apply meanwhile
         try:
-            reread = self._client_wide.read(self._client, now)
+            spent = self._client_wide.refresh(self._client, now, self._table.reread_settings)
         except RateLimitedError as exc:
             self._on_rate_limited(exc, self._clock())
-            report.rate_limited = True
-            reread = []
-        if reread is None:
-            return True
-        self._budget.spend(1, now)
-        report.requests += 1
-        for company_id in reread:
-            self._table.reread_settings(company_id)
+            report.rate_limited, spent = True, 1
+        self._budget.spend(spent, now)
+        report.requests += spent
         return not report.rate_limited
 
     def _poll_pending_into(self, report: CycleReport, now: datetime) -> None:
@@ -310,8 +307,7 @@ class Scheduler:
             return
         self._table.start(p.company_id for p in polls)
         jobs: dict[str, PollJob] = {
-            p.company_id: partial(self._poll_one, p.company_id, now, (focus or {}).get(p.company_id))
-            for p in polls
+            p.company_id: partial(self._poll_one, p, now, (focus or {}).get(p.company_id)) for p in polls
         }
         futures, refused = self._pool.submit(jobs)
         for company_id in refused:
@@ -330,6 +326,7 @@ class Scheduler:
             publish,
             time.monotonic,
             self._pool.closing,
+            lambda: self._table.dirty,
         )
         if waiting:
             report.still_running = len(waiting)
@@ -343,11 +340,11 @@ class Scheduler:
                 future.add_done_callback(partial(self._apply_late, futures[future]))
 
     def _poll_one(
-        self, company_id: str, now: datetime, data_types: frozenset[str] | None = None
+        self, poll: PlannedPoll, now: datetime, data_types: frozenset[str] | None
     ) -> PollResult | None:
         if self._pool.closing.is_set() or self._pause.active(self._clock()):
             return None
-        target = self._table.target(company_id)
+        target = self._table.target(poll.company_id)
         if target is None:
             return None
         listed, state = target
@@ -360,6 +357,8 @@ class Scheduler:
             self._clock,
             data_types=data_types,
             default_schedules=self._client_wide.schedules,
+            reason=poll.reason,
+            with_settings=poll.with_settings,
         )
         if isinstance(result.error, RateLimitedError) and result.rate_limited_at is not None:
             # Pause at once, so the polls still queued behind this one do not start.
@@ -371,7 +370,7 @@ class Scheduler:
         self._table.finish(company_id, result, store=not rate_limited)
         if result is None:
             return
-        if not rate_limited:
+        if not rate_limited and not result.settings_only:
             self._changes.read(company_id)
         self._budget.spend(result.requests, self._clock())
         record_result(self._telemetry, result, self._settings.data_type_filter)

@@ -61,6 +61,7 @@ def collector_settings(config: Config, *, webhooks_enabled: bool | None = None) 
         full_sweep_interval=(
             polling.full_sweep_interval_with_webhooks if with_webhooks else polling.full_sweep_interval
         ),
+        requests_per_minute=config.budget.max_requests_per_minute,
     )
     selection = config.companies
     return CollectorSettings(

@@ -236,6 +236,14 @@ class _Handler(BaseHTTPRequestHandler):
                 200, {"results": [], "pageNumber": 1, "pageSize": 100, "totalResults": 0, "_links": {}}
             )
             return
+        if len(segments) == 3 and segments[0] == "companies" and segments[2] == "syncSettings":
+            hostile.record("syncSettings")
+            if self._account_fault():
+                return
+            # Every type named: no client-wide read follows (GET /profile/syncSettings).
+            settings = [{"dataType": dt, "syncSchedule": 24} for dt in DATA_TYPES]
+            self._json(200, {"companyId": segments[1], "settings": settings, "overridesDefaults": True})
+            return
         hostile.record("other")
         self._json(404, {"statusCode": 404, "error": "no such route"})
 
