@@ -22,6 +22,7 @@ from typing import Any
 from exporter.codat.statuses import (
     ERROR_STATUSES,
     IN_PROGRESS_STATUSES,
+    NEVER_SYNCED,
     OTHER,
     SUCCESS_STATUSES,
     TERMINAL_OTHER_STATUSES,
@@ -358,7 +359,8 @@ STATUS_CLASSES: tuple[tuple[int, str, str, frozenset[str]], ...] = (
     (2, "In progress", "blue", IN_PROGRESS_STATUSES),
     (3, "Error", "red", ERROR_STATUSES),
     (4, "Not supported / cancelled", "text", TERMINAL_OTHER_STATUSES),
-    (5, "Other / never synced", "orange", frozenset({OTHER})),
+    (5, "Never synced", "purple", frozenset({NEVER_SYNCED})),
+    (6, "Unknown status (Other)", "orange", frozenset({OTHER})),
 )
 """(code, text, colour, statuses) of the state timeline: one colour per kind of status."""
 

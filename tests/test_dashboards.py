@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.codat.statuses import ALL_STATUSES, OTHER
+from exporter.codat.statuses import ALL_STATUSES, NEVER_SYNCED, OTHER
 from exporter.exposition import ALL_METRICS
 from exporter.exposition.spec import MetricType
 from exporter.simulator import Scenario
@@ -270,7 +270,7 @@ def test_status_timeline_gives_every_status_exactly_one_kind() -> None:
     covered = [
         status for _code, _text, _color, statuses in grafana_build.STATUS_CLASSES for status in statuses
     ]
-    assert sorted(covered) == sorted((*ALL_STATUSES, OTHER))
+    assert sorted(covered) == sorted((*ALL_STATUSES, OTHER, NEVER_SYNCED))
 
 
 def test_status_timeline_shows_one_known_kind_per_data_type(

@@ -132,8 +132,9 @@ def test_one_hot_status_sums_to_one_for_every_pair(stack: Stack) -> None:
     )
     assert all(float(s["value"][1]) == 1.0 for s in result)
     never = stack.company("Delta")
-    other = stack.prom.query(f'codat_data_status{{company_id="{never}",status="Other"}} == 1')
-    assert len(other) == len(SCENARIO["data_types"])
+    never_synced = stack.prom.query(f'codat_data_status{{company_id="{never}",status="NeverSynced"}} == 1')
+    assert len(never_synced) == len(SCENARIO["data_types"])
+    assert stack.prom.query('codat_data_status{status="Other"} == 1') == []
 
 
 def test_counters_rise_by_exactly_the_operations_the_simulator_completed(stack: Stack) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import zlib
 from collections import Counter
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -75,16 +76,22 @@ def test_one_hot_sums_to_one_for_every_pair_in_default_and_full_modes() -> None:
             if name == families.DATA_STATUS.name:
                 labels = dict(lbl)
                 pairs[(labels["company_id"], labels["data_type"])] += int(value)
-                assert labels["status"] in (*statuses.ALL_STATUSES, "Other")
+                assert labels["status"] in (*statuses.ALL_STATUSES, "Other", "NeverSynced")
         always = Counter(dict(lbl)["status"] for (name, lbl) in series if name == families.DATA_STATUS.name)
         assert all(always[s] == 7 for s in (*expected, "Other")), mode
+        assert always["NeverSynced"] == 1, mode  # c-acme's balanceSheet only
         assert len(pairs) == 7
         assert set(pairs.values()) == {1}, mode
 
 
-def test_never_synced_pair_is_other_and_has_no_timestamp_or_age() -> None:
+def test_never_synced_pair_is_named_so_and_has_no_timestamp_or_age() -> None:
+    # Codat's docs show a never-synced type with no currentStatus at all: not "Other", which
+    # means only a status this exporter does not know (issue 12.5).
     series = series_of(body(cache_for()))
-    assert status_values(series, "c-acme", "balanceSheet")["Other"] == 1
+    values = status_values(series, "c-acme", "balanceSheet")
+    assert values == {**dict.fromkeys((*statuses.SEED_STATUSES, "Other"), 0), "NeverSynced": 1}
+    sparse = series_of(body(cache_for("sparse")))
+    assert status_values(sparse, "c-acme", "balanceSheet") == {"NeverSynced": 1}
     for spec in (families.DATA_LAST_SUCCESSFUL_SYNC, families.DATA_SECONDS_SINCE_SYNC):
         assert select(series, spec.name, company_id="c-acme", data_type="balanceSheet") == {}
         assert select(series, spec.name, company_id="c-acme", data_type="orders") == {}
@@ -220,6 +227,26 @@ def test_unchanged_companies_are_copied_and_render_identically() -> None:
         assert body(cache, openmetrics=openmetrics) == body(fresh, openmetrics=openmetrics)
 
 
+def test_a_publication_where_nothing_changed_keeps_the_rendering_and_its_age_blocks() -> None:
+    base = rich_snapshot()
+    cache = cache_for("default", base)
+    before = cache.rendered
+    now = T0.timestamp() + 30
+    served = cache.body(False, True, now)
+    block = cache.age_block(int(now))
+    assert block is not None
+    # Same company objects, a later generated_at and the ready flag changed: the same bytes.
+    cache.update(snapshot(*base.companies.values(), generated_at=T0 + timedelta(minutes=1), ready=False))
+    assert cache.rendered is before
+    assert cache.age_block(int(now)) is block
+    assert cache.body(False, True, now) == served
+    # One equal but new object is enough to render again (only that company).
+    acme = base.companies["c-acme"]
+    cache.update(snapshot(*(replace(cs) if cs is acme else cs for cs in base.companies.values())))
+    assert cache.rendered is not before
+    assert cache.rendered.rendered_companies == 0  # equal: copied, not rendered
+
+
 def test_text_and_openmetrics_carry_the_same_samples() -> None:
     cache = cache_for()
     text = series_of(body(cache))
@@ -252,8 +279,8 @@ def test_openmetrics_names_counter_family_without_total_and_ends_with_one_eof() 
     assert "# EOF" not in text
     assert "codat_test_self_metric 7.0\n" in text
     # HELP texts with double quotes are escaped in OpenMetrics only.
-    assert 'status=\\"Other\\" is an unknown status' in om
-    assert 'status="Other" is an unknown status' in text
+    assert 'status=\\"Other\\" is a status this exporter does not know' in om
+    assert 'status="Other" is a status this exporter does not know' in text
 
 
 def test_self_metrics_are_appended_per_scrape() -> None:
@@ -332,8 +359,9 @@ def test_any_snapshot_parses_back_with_one_active_status_per_pair(
         assert sum(values.values()) == 1
         state_set = exposition.status_set(mode)
         status = entries[data_type][0]
-        named_extra = status in statuses.ALL_STATUSES and status not in state_set
+        named_extra = status is None or (status in statuses.ALL_STATUSES and status not in state_set)
         assert len(values) == (1 if mode == "sparse" else len(state_set) + named_extra)
+        assert values.get("NeverSynced", 0) == (status is None)
     (info,) = select(series, families.COMPANY_INFO.name, company_id="c1")
     assert dict(info)["company_name"] == name
 
@@ -367,8 +395,12 @@ def test_incremental_renders_match_a_fresh_render(steps: list[list[tuple[int, st
                 current[f"c{i}"] = make(i, step_number)
                 touched.add(f"c{i}")
         snap = snapshot(*current.values())
+        before = cache.rendered
         cache.update(snap)
-        assert cache.rendered.rendered_companies == len(touched)
+        if not touched and set(current) == set(before.company_ids):
+            assert cache.rendered is before  # nothing changed: nothing spliced again
+        else:
+            assert cache.rendered.rendered_companies == len(touched)
         fresh = ExpositionCache("default")
         fresh.update(snap)
         assert cache.body(True, False, NOW) == fresh.body(True, False, NOW)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.codat.statuses import ERROR_STATUSES
+from exporter.codat.statuses import ALL_STATUSES, ERROR_STATUSES, NEVER_SYNCED, OTHER
 from exporter.exposition import ALL_METRICS
 from exporter.exposition.spec import MetricType
 from tests.support.alertmanager import example_config, run_alertmanager
@@ -136,6 +136,24 @@ def test_every_alert_has_a_firing_and_a_quiet_unit_test(alertname: str) -> None:
                 assert alert["exp_labels"].get("company_name"), f"{alertname}: company name not joined"
 
 
+def test_unit_tests_feed_only_status_labels_the_exporter_emits() -> None:
+    """codat_data_status names every documented status, NeverSynced and the catch-all Other, and
+    nothing else: a fixture with another label value tests a shape that never reaches Prometheus."""
+    emitted = {*ALL_STATUSES, NEVER_SYNCED, OTHER}
+    fed = set()
+    for path in UNIT_TESTS:
+        for test in _load(path)["tests"]:
+            for series in test.get("input_series", []):
+                if series["series"].startswith("codat_data_status{"):
+                    match = re.search(r'[{,]status="([^"]*)"', series["series"])
+                    assert match, f"{path.name}: {series['series']} has no status label"
+                    assert match.group(1) in emitted, f"{path.name}: {series['series']}"
+                    fed.add(match.group(1))
+    assert {NEVER_SYNCED, OTHER, "MapError"} <= fed, (
+        "the fixtures cover never-synced, unknown and named statuses"
+    )
+
+
 def _status_alternatives(expr: str) -> set[str]:
     match = re.search(r'status=~"([^"]+)"', expr)
     assert match, expr
@@ -237,20 +255,21 @@ def test_the_demo_deauthorized_company_raises_its_alert_with_its_name(
     assert alerts[0]["metric"]["platform"] == "QuickBooks Online"
 
 
-NEVER_SYNCED = (
-    'codat_data_status{status="Other"} == 1 '
-    "unless on (company_id, data_type) codat_data_last_successful_sync_timestamp_seconds"
-)
-NOT_SUPPORTED = 'codat_data_status{status="NotSupported"} == 1'
+NEVER_SYNCED_PAIRS = f'codat_data_status{{status="{NEVER_SYNCED}"}} == 1'
+NOT_SUPPORTED_PAIRS = 'codat_data_status{status="NotSupported"} == 1'
+LAST_SYNC = "codat_data_last_successful_sync_timestamp_seconds"
 
 
 def test_never_synced_and_not_supported_demo_pairs_get_no_staleness(
     prometheus_on_demo: PrometheusServer,
 ) -> None:
     """The exporter's output has the shapes the rules rely on, and the rules leave those pairs out."""
-    assert prometheus_on_demo.query(NEVER_SYNCED), "the demo has data types that never synced"
-    assert prometheus_on_demo.query(NOT_SUPPORTED), "the demo has data types that are NotSupported"
-    for excluded in (NEVER_SYNCED, NOT_SUPPORTED):
+    assert prometheus_on_demo.query(NEVER_SYNCED_PAIRS), "the demo has data types that never synced"
+    assert (
+        prometheus_on_demo.query(f"({NEVER_SYNCED_PAIRS}) and on (company_id, data_type) {LAST_SYNC}") == []
+    ), "a never-synced pair has no last-sync timestamp"
+    assert prometheus_on_demo.query(NOT_SUPPORTED_PAIRS), "the demo has data types that are NotSupported"
+    for excluded in (NEVER_SYNCED_PAIRS, NOT_SUPPORTED_PAIRS):
         stale = prometheus_on_demo.query(
             f"company_data_type:codat_data_staleness_seconds:age and on (company_id, data_type) ({excluded})"
         )

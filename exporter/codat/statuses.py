@@ -8,9 +8,11 @@ exporter as "unknown", never crash it.
 
 How ``codat_data_status`` names a pair's status (issue 12.5): every documented
 status is visible by name in every mode, and ``Other`` means only that the
-exporter does not know the status (a value outside the documented enum, or no
-status at all: a data type that never synced). The modes differ in which
-series are always present:
+exporter does not know the status: a value outside the documented enum. A pair
+with no status at all is ``NeverSynced``: Codat's docs show a data type that
+never synced as ``{"dataType": "suppliers"}``, without the ``currentStatus`` the
+spec marks required (docs: core-concepts/status.md, "Data type that has never
+been synced"). The modes differ in which series are always present:
 
 * ``default``: the seed's seven statuses and ``Other`` are always present (0 or
   1); a documented status outside those seven (Queued, Fetching, Mapping,
@@ -19,6 +21,9 @@ series are always present:
   is in such a status; the one-hot sum stays 1.
 * ``full``: all 21 documented statuses and ``Other``, always: 22 series per pair.
 * ``sparse``: only the current status: 1 series per pair.
+
+``NeverSynced`` is in no set: in every mode it adds its own series, 1, while the
+pair has no status, as a documented status outside the default set does.
 """
 
 from __future__ import annotations
@@ -38,7 +43,9 @@ class StatusClass(StrEnum):
 
 
 OTHER: Final = "Other"
-"""Catch-all one-hot label: a status outside Codat's documented enum, or none (a never-synced pair)."""
+"""Catch-all one-hot label: a status outside Codat's documented enum, and nothing else."""
+NEVER_SYNCED: Final = "NeverSynced"
+"""The one-hot label of a pair Codat gives no ``currentStatus``: a data type that never synced."""
 
 SEED_STATUSES: Final[tuple[str, ...]] = (
     "Complete",
@@ -141,8 +148,11 @@ def is_in_progress(status: str | None) -> bool:
 
 
 def one_hot_label(status: str | None, status_set: tuple[str, ...]) -> str:
-    """The ``status`` label value a pair gets: itself if in the set or documented, else ``Other``."""
-    if status is not None and (status in status_set or status in _DOCUMENTED):
+    """The ``status`` label value a pair gets: itself if in the set or documented, ``NeverSynced``
+    when there is none, else ``Other``."""
+    if status is None:
+        return NEVER_SYNCED
+    if status in status_set or status in _DOCUMENTED:
         return status
     return OTHER
 
@@ -150,7 +160,7 @@ def one_hot_label(status: str | None, status_set: tuple[str, ...]) -> str:
 def one_hot_series(status: str | None, status_set: tuple[str, ...]) -> list[tuple[str, int]]:
     """The ``(status label, value)`` series of one pair: every status of ``status_set`` (1 for
     the current one, else 0), plus the current status with 1 when it is documented but outside
-    the set. Exactly one value is 1."""
+    the set, or ``NeverSynced``. Exactly one value is 1."""
     active = one_hot_label(status, status_set)
     series = [(s, 1 if s == active else 0) for s in status_set]
     if active not in status_set:

@@ -257,8 +257,8 @@ DATA_STATUS: Final = CompanyFamily(
     MetricType.GAUGE,
     "Current sync status of a company's data type, one-hot: the series of the current status is 1; "
     "every documented Codat status is named (in the default mode one outside the seven always-present "
-    'ones adds its own series while current); status="Other" is an unknown status or a type that '
-    "never synced." + CACHED,
+    'ones adds its own series while current); status="NeverSynced" is a type Codat gives no status '
+    '(it never synced); status="Other" is a status this exporter does not know.' + CACHED,
     ("company_id", "data_type", "status"),
     render=_status_lines,
 )
