@@ -102,6 +102,8 @@ class ExpositionCache:
             rendered = render_snapshot(
                 snapshot, self.status_mode, previous=self._rendered, catalogue=self.catalogue
             )
+            if rendered is self._rendered:
+                return  # nothing changed: the age blocks built for it stay good
             with self._ages_lock:
                 old = self._ages
             # The pieces carried over unchanged lend what they hold for those seconds: a scrape or
