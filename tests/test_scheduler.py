@@ -458,7 +458,10 @@ def test_a_first_sweep_bound_by_the_pace_costs_one_request_per_company() -> None
         assert rig.scheduler.ready
         assert rig.sim.count_requests("dataStatus") == 40
         assert rig.sim.count_requests() == 40 + rig.sim.count_requests("companies") == 41
-        # The next cycle reads only the settings: no dataStatus again, no listing yet.
+        # The next cycles read only the settings, at most one cycle's pace (30) each: no
+        # dataStatus again, no listing yet.
+        rig.scheduler.run_cycle()
+        assert rig.sim.count_requests("companySyncSettings") == 30
         rig.scheduler.run_cycle()
         assert rig.sim.count_requests("companySyncSettings") == 40
         assert rig.sim.count_requests() == 81
@@ -467,7 +470,7 @@ def test_a_first_sweep_bound_by_the_pace_costs_one_request_per_company() -> None
 
 
 def test_a_failed_settings_only_read_leaves_the_company_up() -> None:
-    slow = _config(budget={"max_requests_per_minute": 1})
+    slow = _config(budget={"max_requests_per_minute": 4})  # no room beside the 4 dataStatus reads
     for rig in make_rig(slow):
         rig.scheduler.run_cycle()
         assert rig.sim.count_requests("companySyncSettings") == 0

@@ -221,8 +221,13 @@ def plan_cycle(
     polls: list[PlannedPoll] = []
     deferred: list[PlannedPoll] = []
     remaining = budget
+    # Background reads (sweeps, settings) take at most what the pace allows in one cycle: polls
+    # queue in order on the pool, so a larger batch would hold back the next cycle's changes.
+    paced = math.inf if math.isinf(budget) else settings.requests_per_cycle
     for _, poll in wanted:
-        if not deferred and poll.cost <= remaining:
+        background = poll.reason in (PollReason.SWEEP, PollReason.SETTINGS)
+        over_pace = background and budget - remaining + poll.cost > paced
+        if not deferred and poll.cost <= remaining and not over_pace:
             polls.append(poll)
             remaining -= poll.cost
         else:
