@@ -176,9 +176,9 @@ def test_settings_only_reads_come_after_every_other_read() -> None:
     assert plan_cycle(state, quiet, NOW, 3.0, SETTINGS).polls == ()
 
 
-def test_background_reads_take_at_most_one_cycles_pace_and_changes_are_never_held_back() -> None:
-    # 3 requests a cycle: two changes (4 requests) still go; settings reads wait for room.
-    paced = PlanSettings(poll_interval=60, full_sweep_interval=6 * 3600, requests_per_minute=3)
+def test_background_reads_take_half_a_cycles_pace_and_changes_are_never_held_back() -> None:
+    # 6 requests a cycle: two changes (4 requests) still go; settings reads wait for room.
+    paced = PlanSettings(poll_interval=60, full_sweep_interval=6 * 3600, requests_per_minute=6)
     changed = [company(f"chg{i}", last_sync=NOW) for i in range(2)]
     quiet = [company(f"quiet{i}") for i in range(5)]
     state = {c.id: seen() for c in changed + quiet}
@@ -186,9 +186,14 @@ def test_background_reads_take_at_most_one_cycles_pace_and_changes_are_never_hel
     plan = plan_cycle(state, changed + quiet, NOW, 100.0, paced, due)
     assert [p.reason for p in plan.polls] == [PollReason.CHANGED] * 2
     assert len(plan.deferred) == 5
-    # With no change waiting, the pace's 3 requests go to settings reads.
+    # With no change waiting, half the pace (3 requests) goes to settings reads...
     plan = plan_cycle(state, quiet, NOW, 100.0, paced, due)
     assert [p.reason for p in plan.polls] == [PollReason.SETTINGS] * 3
+    # ...less what earlier cycles still have queued on the pool.
+    assert len(plan_cycle(state, quiet, NOW, 100.0, paced, due, queued=2).polls) == 1
+    assert plan_cycle(state, quiet, NOW, 100.0, paced, due, queued=3).polls == ()
+    # A change is planned whatever is queued (it is the point of the cycle).
+    assert len(plan_cycle(state, changed, NOW, 100.0, paced, due, queued=50).polls) == 2
     # Ignoring the budget (``once``) ignores the pace too.
     assert len(plan_cycle(state, quiet, NOW, float("inf"), paced, due).polls) == 5
 

@@ -458,12 +458,11 @@ def test_a_first_sweep_bound_by_the_pace_costs_one_request_per_company() -> None
         assert rig.scheduler.ready
         assert rig.sim.count_requests("dataStatus") == 40
         assert rig.sim.count_requests() == 40 + rig.sim.count_requests("companies") == 41
-        # The next cycles read only the settings, at most one cycle's pace (30) each: no
+        # The next cycles read only the settings, at most half a cycle's pace (15) each: no
         # dataStatus again, no listing yet.
-        rig.scheduler.run_cycle()
-        assert rig.sim.count_requests("companySyncSettings") == 30
-        rig.scheduler.run_cycle()
-        assert rig.sim.count_requests("companySyncSettings") == 40
+        for read in (15, 30, 40):
+            rig.scheduler.run_cycle()
+            assert rig.sim.count_requests("companySyncSettings") == read
         assert rig.sim.count_requests() == 81
         rig.cycle_after(60)
         assert rig.sim.count_requests("companySyncSettings") == 40  # then once a day
@@ -476,6 +475,7 @@ def test_a_failed_settings_only_read_leaves_the_company_up() -> None:
         assert rig.sim.count_requests("companySyncSettings") == 0
         cid = rig.company("Alpha")
         rig.sim.faults.set(cid, status_burst=(500, 1))
+        rig.scheduler.run_cycle()  # two settings reads a cycle: half the pace
         rig.scheduler.run_cycle()
         assert rig.sim.count_requests("companySyncSettings") == 4
         assert rig.scheduler.snapshot.companies[cid].up

@@ -11,7 +11,7 @@ from typing import Final
 
 from exporter.codat.models import Company
 from exporter.collector.listing import Listing
-from exporter.collector.planner import CompanyPollState, last_sync_moved
+from exporter.collector.planner import PlanInputs, last_sync_moved
 from exporter.collector.poll import PollResult, sync_settings_due
 from exporter.collector.progress import ChangeWatch
 from exporter.collector.settings import CollectorSettings
@@ -43,16 +43,6 @@ class PendingPolls:
     """Listed company → the data types its requests named (None: the whole company)."""
     relist: bool
     """True when a new listing should come first."""
-
-
-@dataclass(frozen=True, slots=True)
-class PlanInputs:
-    """What the planner needs, taken from the table in one step (the polls running now left out)."""
-
-    poll_states: dict[str, CompanyPollState]
-    listed: list[Company]
-    settings_due: frozenset[str]
-    """Companies read before, not failing, whose sync settings are due (or asked for again)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +157,8 @@ class CompanyTable:
                 and state.poll.failures == 0
                 and (c.id in self._reread_settings or sync_settings_due(state, now, settings))
             )
-        return PlanInputs(states, listed, due)
+            queued = len(busy)
+        return PlanInputs(states, listed, due, queued)
 
     def request(self, company_id: str, reason: str, data_types: Iterable[str] | None = None) -> bool:
         """Ask for a targeted poll (of ``data_types`` only, when given); True when the company is

@@ -63,6 +63,9 @@ ESTIMATED_COST: Final[Mapping[PollReason, float]] = {
 A company's first read costs one request: its history baseline waits until a ``latestSyncId``
 moves (or is read at once when a sync is running), so a start-up sweep is one request a company."""
 
+BACKGROUND_SHARE: Final = 0.5
+"""Sweeps and settings-only reads take at most this share of a cycle's pace: the rest is left for
+changes, history pages and listings, so a change never waits behind a long background batch."""
 CHANGE_DETECTION_SHARE: Final = 0.5
 """At most this share of the daily budget goes to ``GET /companies``; the interval stretches if needed."""
 
@@ -132,6 +135,18 @@ class CyclePlan:
         return sum(p.cost for p in self.polls)
 
 
+@dataclass(frozen=True, slots=True)
+class PlanInputs:
+    """What the planner needs, taken from the table in one step (the polls running now left out)."""
+
+    poll_states: dict[str, CompanyPollState]
+    listed: list[Company]
+    settings_due: frozenset[str]
+    """Companies read before, not failing, whose sync settings are due (or asked for again)."""
+    queued: int
+    """Polls queued or running now (earlier cycles' late ones)."""
+
+
 def last_sync_moved(state: CompanyPollState, company: Company) -> bool:
     """True when the company's or any connection's ``lastSync`` differs from the last read."""
     if company.last_sync != state.last_sync_seen:
@@ -196,6 +211,7 @@ def plan_cycle(
     budget: float,
     settings: PlanSettings | None = None,
     settings_due: Collection[str] = frozenset(),
+    queued: int = 0,
 ) -> CyclePlan:
     """Decide this cycle's dataStatus reads for ``companies`` (already filtered and sharded).
 
@@ -203,7 +219,13 @@ def plan_cycle(
     taken in priority order (new, changed, open, retry, sweep, settings; the longest-unread
     first within a priority) while they fit; the rest are deferred. ``settings_due`` names the
     companies whose sync settings are due: one with no other reason to be read gets a
-    settings-only read, last of all.
+    settings-only read, last of all. ``queued`` counts the polls of earlier cycles still queued
+    or running: they spend the cycle's pace first.
+
+    Polls queue in order on the pool, so background reads (sweeps, settings) take at most
+    ``BACKGROUND_SHARE`` of what the pace allows in one cycle, less what is still queued: a
+    larger batch would make the next cycle's changes wait behind it. An infinite ``budget``
+    (``once``) reads everything now.
     """
     settings = settings or PlanSettings()
     wanted: list[tuple[tuple[int, float, str], PlannedPoll]] = []
@@ -218,31 +240,25 @@ def plan_cycle(
         key = (PRIORITY[reason], (last_read - _EPOCH).total_seconds(), company.id)
         wanted.append((key, PlannedPoll(company.id, reason, ESTIMATED_COST[reason])))
     wanted.sort(key=lambda item: item[0])
+    unlimited = math.isinf(budget)
+    pace = math.inf if unlimited else settings.requests_per_cycle - queued
+    background_pace = math.inf if unlimited else BACKGROUND_SHARE * settings.requests_per_cycle - queued
     polls: list[PlannedPoll] = []
     deferred: list[PlannedPoll] = []
-    remaining = budget
-    # Background reads (sweeps, settings) take at most what the pace allows in one cycle: polls
-    # queue in order on the pool, so a larger batch would hold back the next cycle's changes.
-    paced = math.inf if math.isinf(budget) else settings.requests_per_cycle
+    spent = 0.0
     for _, poll in wanted:
         background = poll.reason in (PollReason.SWEEP, PollReason.SETTINGS)
-        over_pace = background and budget - remaining + poll.cost > paced
-        if not deferred and poll.cost <= remaining and not over_pace:
+        over_pace = background and spent + poll.cost > background_pace
+        if not deferred and spent + poll.cost <= budget and not over_pace:
             polls.append(poll)
-            remaining -= poll.cost
+            spent += poll.cost
         else:
             # Once something is deferred, everything of lower priority is too: cheaper sweeps
             # must not overtake a change that is waiting for budget.
             deferred.append(poll)
-    # Ignoring the budget (``once``) reads everything now; otherwise a first read takes the sync
-    # settings along only while the cycle's budget and pace leave a request for them.
-    spare = (
-        remaining
-        if math.isinf(budget)
-        else min(remaining, settings.requests_per_cycle - (budget - remaining))
-    )
-    if deferred:
-        spare = 0.0
+    # A first read takes the sync settings along only while the budget and the pace leave a
+    # request for them (and nothing waits); otherwise they come later as settings-only reads.
+    spare = 0.0 if deferred else min(budget - spent, pace - spent)
     for index, poll in enumerate(polls):
         if poll.reason is PollReason.NEW:
             with_settings = spare >= 1.0
@@ -253,6 +269,13 @@ def plan_cycle(
     listed = {c.id for c in companies}
     removed = frozenset(company_id for company_id in state if company_id not in listed)
     return CyclePlan(tuple(polls), tuple(deferred), removed)
+
+
+def plan_from(inputs: PlanInputs, now: datetime, budget: float, settings: PlanSettings) -> CyclePlan:
+    """``plan_cycle`` over what the company table handed over in one step."""
+    return plan_cycle(
+        inputs.poll_states, inputs.listed, now, budget, settings, inputs.settings_due, inputs.queued
+    )
 
 
 def needs_history(

@@ -38,7 +38,7 @@ from exporter.collector.planner import (
     ESTIMATED_COST,
     PlannedPoll,
     PollReason,
-    plan_cycle,
+    plan_from,
 )
 from exporter.collector.poll import PollResult, describe_error, error_reason, poll_company, record_result
 from exporter.collector.pollpool import PollJob, PollPool, collect, result_of
@@ -214,9 +214,7 @@ class Scheduler:
             self._poll_pending_into(report, now)
             inputs = self._table.plan_inputs(now, self._settings)
             available = math.inf if ignore_budget else self._budget.available(now)
-            plan = plan_cycle(
-                inputs.poll_states, inputs.listed, now, available, self._settings.plan, inputs.settings_due
-            )
+            plan = plan_from(inputs, now, available, self._settings.plan)
             report.listed = len(inputs.listed)
             report.deferred = len(plan.deferred)
             for company_id in self._table.drop(plan.removed):
