@@ -23,7 +23,10 @@ that spends more than one minute's requests stalls there.
 full data again, and checks that the sum of ``codat_pull_operations_total`` after it is no larger
 than before the kill plus the operations the simulator completed in between.
 ``--steady S`` keeps polling S seconds after ready and reports the largest detection lag and
-the CPU seconds per hour.
+the CPU seconds per hour; with ``--syncs-per-minute R`` the simulator completes syncs at that pace
+meanwhile (10,000 companies syncing daily is about 7 a minute; each costs the exporter a dataStatus
+and a history read). The curve counts the companies with a ``codat_company_info`` series on
+``/metrics``: served, not merely polled.
 """
 
 from __future__ import annotations
@@ -32,9 +35,11 @@ import argparse
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -54,8 +59,15 @@ SAMPLE_SECONDS = 1.0
 # --- the simulator child process ------------------------------------------------------------
 
 
-def serve_simulator(companies: int, data_types: int, rate: int, clock_mode: str) -> None:
-    """Child process: serve the simulator; answer ``counts`` on stdin with its request counts."""
+def serve_simulator(
+    companies: int, data_types: int, rate: int, clock_mode: str, syncs_per_minute: float = 0.0
+) -> None:
+    """Child process: serve the simulator; answer ``counts`` on stdin with its request counts.
+
+    ``syncs_per_minute`` > 0 queues a sync of one company's first data type at that steady rate
+    (companies taken in turn), each completing after the simulator's usual sync duration: a fleet
+    whose companies sync every N / rate minutes, for the detection lag in steady state.
+    """
     from exporter.simulator import FakeClock, Scenario, Simulator, SystemClock
 
     clock = FakeClock(datetime.now(UTC)) if clock_mode == "frozen" else SystemClock()
@@ -63,6 +75,9 @@ def serve_simulator(companies: int, data_types: int, rate: int, clock_mode: str)
     # Only the per-minute limit is under test: the daily quota must not be what stops the sweep.
     sim.set_rate_limit(daily_quota=10**9, per_minute=rate)
     server = sim.serve()
+    stop = threading.Event()
+    if syncs_per_minute > 0:
+        threading.Thread(target=_sync_steadily, args=(sim, syncs_per_minute, stop), daemon=True).start()
     print(json.dumps({"port": server.port, "url": server.url}), flush=True)
     try:
         for line in sys.stdin:
@@ -74,10 +89,23 @@ def serve_simulator(companies: int, data_types: int, rate: int, clock_mode: str)
                 completed = sum(sim.terminal_counts().values())
                 print(json.dumps({"by_endpoint": by_endpoint, "completed": completed}), flush=True)
     finally:
+        stop.set()
         server.close()
 
 
-def start_simulator(companies: int, data_types: int, rate: int, clock_mode: str) -> ServerProcess:
+def _sync_steadily(sim: Any, per_minute: float, stop: threading.Event) -> None:
+    ids = sim.company_ids
+    data_type = sim.scenario.data_types[0]
+    index = 0
+    # The pace of a load generator, not synchronisation: one sync every 60 / per_minute seconds.
+    while not stop.wait(60.0 / per_minute):
+        sim.queue_sync(ids[index % len(ids)], data_type, outcome="Complete")
+        index += 1
+
+
+def start_simulator(
+    companies: int, data_types: int, rate: int, clock_mode: str, syncs_per_minute: float = 0.0
+) -> ServerProcess:
     """Start the simulator child and wait for its announcement line."""
     process = subprocess.Popen(
         [
@@ -89,6 +117,7 @@ def start_simulator(companies: int, data_types: int, rate: int, clock_mode: str)
             str(data_types),
             str(rate),
             clock_mode,
+            str(syncs_per_minute),
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -175,8 +204,9 @@ def _metric_sums(text: str) -> dict[str, float]:
 def sample(session: requests.Session, base: str, started: float) -> Sample | None:
     """Scrape /metrics and /readyz once; None while the exporter does not answer yet."""
     try:
-        metrics = session.get(base + "/metrics", timeout=30)
+        # /readyz first: a ready answer then promises every company on the /metrics that follows.
         ready = session.get(base + "/readyz", timeout=5).status_code == 200
+        metrics = session.get(base + "/metrics", timeout=30)
     except requests.RequestException:
         return None
     sums = _metric_sums(metrics.text)
@@ -218,9 +248,10 @@ def watch_sweep(proc: subprocess.Popen[bytes], base: str, companies: int, timeou
             s = sample(session, base, started)
             if s is not None:
                 samples.append(s)
-                if result.first_company_s is None and s.polled >= 1:
+                # Served means on /metrics (a company_info series), not merely polled.
+                if result.first_company_s is None and s.companies_with_info >= 1:
                     result.first_company_s = s.t
-                if result.all_companies_s is None and s.polled >= companies:
+                if result.all_companies_s is None and s.companies_with_info >= companies:
                     result.all_companies_s = s.t
                 if result.ready_s is None and s.ready:
                     result.ready_s = s.t
@@ -238,16 +269,17 @@ def watch_sweep(proc: subprocess.Popen[bytes], base: str, companies: int, timeou
         for i in range(CURVE_POINTS + 1):
             at = end * i / CURVE_POINTS
             last = max((s for s in samples if s.t <= at), key=lambda s: s.t, default=samples[0])
-            result.curve.append((round(at, 1), int(last.polled)))
+            result.curve.append((round(at, 1), last.companies_with_info))
     return result
 
 
-def steady_state(proc: subprocess.Popen[bytes], base: str, seconds: float) -> dict[str, float]:
+def steady_state(proc: subprocess.Popen[bytes], base: str, seconds: float) -> dict[str, Any]:
     """Keep sampling ``seconds`` after ready: the largest detection lag and CPU seconds per hour."""
     session = requests.Session()
     cpu_before = cpu_seconds(proc.pid)
     started = time.monotonic()
     max_lag = 0.0
+    lag_by_minute: list[float] = []
     ops_before: float | None = None
     ops_after = 0.0
     try:
@@ -256,6 +288,9 @@ def steady_state(proc: subprocess.Popen[bytes], base: str, seconds: float) -> di
             s = sample(session, base, started)
             if s is not None:
                 max_lag = max(max_lag, s.lag)
+                minute = int(s.t // 60)
+                lag_by_minute.extend([0.0] * (minute + 1 - len(lag_by_minute)))
+                lag_by_minute[minute] = max(lag_by_minute[minute], s.lag)
                 ops_before = s.pull_operations if ops_before is None else ops_before
                 ops_after = s.pull_operations
             time.sleep(max(0.0, SAMPLE_SECONDS - (time.monotonic() - tick)))
@@ -266,6 +301,7 @@ def steady_state(proc: subprocess.Popen[bytes], base: str, seconds: float) -> di
     return {
         "seconds": round(elapsed, 1),
         "max_detection_lag_s": max_lag,
+        "max_detection_lag_by_minute_s": [round(lag, 1) for lag in lag_by_minute],
         "cpu_seconds": round(cpu, 2),
         "cpu_seconds_per_hour": round(cpu * 3600 / elapsed, 1),
         "pull_operations_seen": ops_after - (ops_before or 0.0),
@@ -284,13 +320,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run one shape; returns the numbers."""
     bound_s = 1.1 * args.companies / args.rate * 60
     timeout = args.sweep_timeout or bound_s * 2 + 120
-    sim = start_simulator(args.companies, args.data_types, args.rate, args.clock)
+    sim = start_simulator(args.companies, args.data_types, args.rate, args.clock, args.syncs_per_minute)
     out: dict[str, Any] = {
         "companies": args.companies,
         "data_types": args.data_types,
         "rate_per_minute": args.rate,
         "status_mode": args.status_mode,
         "clock": args.clock,
+        "syncs_per_minute": args.syncs_per_minute,
         "bound_s": round(bound_s, 1),
         "machine": machine(),
     }
@@ -323,7 +360,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 _progress("restart", out)
             if args.steady:
+                completed_before = sim.command("counts")["completed"]
                 out["steady"] = steady_state(proc, base, args.steady)
+                out["steady"]["completed_by_simulator"] = (
+                    sim.command("counts")["completed"] - completed_before
+                )
                 out["steady"]["requests_by_endpoint_cumulative"] = sim.command("counts")["by_endpoint"]
         except BaseException:
             sys.stderr.write(log_path.read_text()[-4000:])
@@ -337,9 +378,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     """Parse arguments, run one shape, print and optionally store the numbers."""
     if len(sys.argv) > 1 and sys.argv[1] == "sim":
-        companies, data_types, rate, clock_mode = sys.argv[2:6]
-        serve_simulator(int(companies), int(data_types), int(rate), clock_mode)
+        companies, data_types, rate, clock_mode, syncs = sys.argv[2:7]
+        serve_simulator(int(companies), int(data_types), int(rate), clock_mode, float(syncs))
         return
+    # A stopped run must still stop its exporter and simulator (the ``finally`` in ``run``).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--companies", type=int, default=2000)
     parser.add_argument("--data-types", type=int, default=10)
@@ -348,6 +391,13 @@ def main() -> None:
     parser.add_argument("--clock", choices=("frozen", "live"), default="live")
     parser.add_argument("--restart", action="store_true", help="kill once ready, start again, measure")
     parser.add_argument("--steady", type=float, default=0.0, metavar="S", help="seconds of steady state")
+    parser.add_argument(
+        "--syncs-per-minute",
+        type=float,
+        default=0.0,
+        metavar="R",
+        help="the simulator completes about R syncs a minute, companies in turn (for --steady)",
+    )
     parser.add_argument(
         "--sweep-timeout",
         type=float,
