@@ -30,7 +30,7 @@ def test_a_rate_too_low_for_the_listed_companies_is_one_warning_with_the_rate_th
     lines = err.splitlines()
     assert len(lines) == 1
     assert lines[0].startswith("warning: budget.max_requests_per_minute=300 is too low")
-    assert "set it to 535 or more" in lines[0]
+    assert "set it to 543 or more" in lines[0]
 
 
 def test_shards_split_the_fleet_and_a_sufficient_rate_says_nothing(tmp_path: Path) -> None:

@@ -78,7 +78,8 @@ def test_detection_lag_is_the_oldest_unread_change() -> None:
 def test_the_rate_a_fleet_needs_and_the_advice_when_configured_lower() -> None:
     # 10,000 companies x 30 daily data types: 600,000 changes a day, 2 requests each.
     needed = steady_rate(10_000, 300_000, poll_interval=60, full_sweep_interval=21600)
-    assert needed == pytest.approx(1 + 10_000 * 60 / 21600 + 300_000 * 2 / 1440)
+    # Listing, sweeps every 6 h, sync settings once a day, and the changes.
+    assert needed == pytest.approx(1 + 10_000 * 60 / 21600 + 10_000 / 1440 + 300_000 * 2 / 1440)
     advice = rate_advice(needed, 300)
     assert advice is not None
     assert "set it to" in advice

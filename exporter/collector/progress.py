@@ -66,7 +66,8 @@ def steady_rate(
     syncs_per_type_per_day: float = 1.0,
     listing_pages: int = 1,
 ) -> float:
-    """Requests a minute a fleet needs to keep up: listings, sweeps and every change read.
+    """Requests a minute a fleet needs to keep up: listings, sweeps, the daily sync-settings
+    reads and every change read.
 
     ``data_types`` is the total over the companies (each synced ``syncs_per_type_per_day``
     times a day: Codat's default schedule is daily, and each data type moves ``lastSync``
@@ -74,8 +75,9 @@ def steady_rate(
     """
     listing = max(1, listing_pages) * 60.0 / poll_interval
     sweeps = companies * 60.0 / full_sweep_interval
+    settings = companies * 60.0 / SECONDS_PER_DAY
     changes = data_types * syncs_per_type_per_day * REQUESTS_PER_CHANGE * 60.0 / SECONDS_PER_DAY
-    return listing + sweeps + changes
+    return listing + sweeps + settings + changes
 
 
 def first_sweep_minutes(companies: int, requests_per_minute: float) -> float:
