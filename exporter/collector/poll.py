@@ -173,19 +173,16 @@ def poll_company(
                 history = read_history(client, state, settings)
             requests_made += history.pages
         new_state = with_status_read(state, statuses, history, listed, now, settings.data_type_filter)
-        unnamed: frozenset[str] = frozenset()
+        lacking = False
         if (
             with_settings
             and sync_settings_due(state, now, settings)
             and isinstance(client, SyncSettingsClient)
         ):
-            new_state, unnamed = read_sync_settings(client, new_state, now, settings, default_schedules or {})
+            new_state, lacking = read_sync_settings(client, new_state, now, settings, default_schedules)
             requests_made += 1
         finished = history.result.new_terminal if history is not None and not history.result.baseline else ()
-        wants_defaults = any(dt not in (default_schedules or {}) for dt in unnamed)
-        return PollResult(
-            listed.id, new_state, requests_made, finished=finished, unnamed_types=wants_defaults
-        )
+        return PollResult(listed.id, new_state, requests_made, finished=finished, unnamed_types=lacking)
     except RateLimitedError as exc:
         # The state is left as it was: a rate limit says nothing about the company.
         return PollResult(listed.id, state, requests_made + 1, exc, rate_limited_at=clock())
@@ -210,11 +207,10 @@ def poll_sync_settings(
     if not isinstance(client, SyncSettingsClient):
         return PollResult(listed.id, state, 0, settings_only=True)
     try:
-        new_state, unnamed = read_sync_settings(client, state, now, settings, default_schedules)
+        new_state, lacking = read_sync_settings(client, state, now, settings, default_schedules)
     except RateLimitedError as exc:
         return PollResult(listed.id, state, 1, exc, rate_limited_at=clock(), settings_only=True)
-    wants_defaults = any(dt not in default_schedules for dt in unnamed)
-    return PollResult(listed.id, new_state, 1, unnamed_types=wants_defaults, settings_only=True)
+    return PollResult(listed.id, new_state, 1, unnamed_types=lacking, settings_only=True)
 
 
 def history_query(
@@ -285,11 +281,10 @@ def read_sync_settings(
     now: datetime,
     settings: CollectorSettings,
     defaults: Mapping[str, float] | None = None,
-) -> tuple[CompanyState, frozenset[str]]:
+) -> tuple[CompanyState, bool]:
     """The state with the company's sync schedules (Codat's ``syncSchedule``, hours, as seconds),
-    and the (exported) data types the company has that its own settings do not name.
-
-    Those take the client-wide schedule (``defaults``).
+    and whether an (exported) data type the company has is named neither by its own settings nor
+    by the client-wide ones known so far (``defaults``): the scheduler then reads those.
     A failure keeps the schedules read before and is retried after the interval: staleness rules
     fall back to the static thresholds for a type without a schedule, so nothing is lost.
     A rate limit is not swallowed: the scheduler must pause.
@@ -300,13 +295,13 @@ def read_sync_settings(
         raise
     except CodatError as exc:
         log.info("sync settings of company %s not read (%s)", state.company.id, error_reason(exc))
-        return replace(state, sync_settings_read=now), frozenset()
+        return replace(state, sync_settings_read=now), False
     named = {s.data_type for s in own.settings}
     present = named | set(state.statuses or {})
     schedules = effective_schedules(own, defaults or {}, present)
     kept = {dt: seconds for dt, seconds in schedules.items() if settings.data_type_filter(dt)}
-    unnamed = frozenset(dt for dt in present - named if settings.data_type_filter(dt))
-    return replace(state, sync_schedules=kept, sync_settings_read=now), unnamed
+    lacking = any(dt not in (defaults or {}) and settings.data_type_filter(dt) for dt in present - named)
+    return replace(state, sync_schedules=kept, sync_settings_read=now), lacking
 
 
 def record_result(
