@@ -27,6 +27,13 @@ the CPU seconds per hour; with ``--syncs-per-minute R`` the simulator completes 
 meanwhile (10,000 companies syncing daily is about 7 a minute; each costs the exporter a dataStatus
 and a history read). The curve counts the companies with a ``codat_company_info`` series on
 ``/metrics``: served, not merely polled.
+``--prometheus`` runs a real Prometheus during the steady state, scraping the exporter every 15 s
+with the project's recording and alert rules, and records when each alert went pending and firing;
+``--until-firing NAME`` ends the steady state once that alert fires. With a sync pace the rate
+cannot follow, it shows ``CodatExporterFallingBehind`` live:
+
+    .venv/bin/python -m bench.bench_scale --companies 10000 --rate 1000 --status-mode sparse \
+        --steady 3600 --syncs-per-minute 2000 --prometheus --until-firing CodatExporterFallingBehind
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ import requests
 
 from bench.bench_scrape import ServerProcess, machine
 from tests.support.processes import stop_process
+from tests.support.prometheus import PrometheusServer, run_prometheus, scrape_config
 from tests.support.tools import REPO_ROOT, free_port
 
 CURVE_POINTS = 10
@@ -273,8 +281,49 @@ def watch_sweep(proc: subprocess.Popen[bytes], base: str, companies: int, timeou
     return result
 
 
-def steady_state(proc: subprocess.Popen[bytes], base: str, seconds: float) -> dict[str, Any]:
-    """Keep sampling ``seconds`` after ready: the largest detection lag and CPU seconds per hour."""
+class AlertWatch:
+    """Polls a Prometheus' alerts every 15 s: when each alert first went pending and firing."""
+
+    def __init__(self, prometheus: PrometheusServer, started: float, until_firing: str | None) -> None:
+        self.prometheus = prometheus
+        self.started = started
+        self.until_firing = until_firing
+        self.pending_s: dict[str, float] = {}
+        self.firing_s: dict[str, float] = {}
+        self.done = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> AlertWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        # Prometheus evaluates the rules every 15 s; polling more often would see nothing new.
+        while not self._stop.wait(15.0):
+            t = round(time.monotonic() - self.started, 1)
+            for alert in self.prometheus.api("/api/v1/alerts")["alerts"]:
+                name = alert["labels"]["alertname"]
+                self.pending_s.setdefault(name, t)
+                if alert["state"] == "firing":
+                    self.firing_s.setdefault(name, t)
+            if self.until_firing in self.firing_s:
+                self.done.set()
+
+    def result(self) -> dict[str, Any]:
+        """First pending and firing time of every alert seen, seconds from the steady state's start."""
+        return {"first_pending_s": self.pending_s, "first_firing_s": self.firing_s}
+
+
+def steady_state(
+    proc: subprocess.Popen[bytes], base: str, seconds: float, stop_early: threading.Event | None = None
+) -> dict[str, Any]:
+    """Keep sampling ``seconds`` after ready (or until ``stop_early``): the largest detection lag
+    and CPU seconds per hour."""
     session = requests.Session()
     cpu_before = cpu_seconds(proc.pid)
     started = time.monotonic()
@@ -283,7 +332,7 @@ def steady_state(proc: subprocess.Popen[bytes], base: str, seconds: float) -> di
     ops_before: float | None = None
     ops_after = 0.0
     try:
-        while time.monotonic() - started < seconds:
+        while time.monotonic() - started < seconds and not (stop_early and stop_early.is_set()):
             tick = time.monotonic()
             s = sample(session, base, started)
             if s is not None:
@@ -306,6 +355,19 @@ def steady_state(proc: subprocess.Popen[bytes], base: str, seconds: float) -> di
         "cpu_seconds_per_hour": round(cpu * 3600 / elapsed, 1),
         "pull_operations_seen": ops_after - (ops_before or 0.0),
     }
+
+
+def steady_with_prometheus(
+    proc: subprocess.Popen[bytes], base: str, port: int, workdir: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    """The steady state with a real Prometheus scraping every 15 s and evaluating the project's rules."""
+    rules = [REPO_ROOT / "prometheus" / "rules.yml", REPO_ROOT / "prometheus" / "alerts.yml"]
+    targets = [scrape_config([f"127.0.0.1:{port}"])]
+    with run_prometheus(workdir / "prometheus", targets, rule_files=rules, interval="15s") as prometheus:
+        with AlertWatch(prometheus, time.monotonic(), args.until_firing) as watch:
+            out = steady_state(proc, base, args.steady, stop_early=watch.done)
+        out["alerts"] = watch.result()
+    return out
 
 
 def _progress(phase: str, out: dict[str, Any]) -> None:
@@ -361,7 +423,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 _progress("restart", out)
             if args.steady:
                 completed_before = sim.command("counts")["completed"]
-                out["steady"] = steady_state(proc, base, args.steady)
+                if args.prometheus:
+                    out["steady"] = steady_with_prometheus(proc, base, port, workdir, args)
+                else:
+                    out["steady"] = steady_state(proc, base, args.steady)
                 out["steady"]["completed_by_simulator"] = (
                     sim.command("counts")["completed"] - completed_before
                 )
@@ -405,6 +470,8 @@ def main() -> None:
         help="give up on a sweep after S seconds (default 2 × bound + 2 min)",
     )
     parser.add_argument("--restart-timeout", type=float, metavar="S", help="the same for the restart's sweep")
+    parser.add_argument("--prometheus", action="store_true", help="real Prometheus + rules in --steady")
+    parser.add_argument("--until-firing", metavar="ALERT", help="end --steady once this alert fires")
     parser.add_argument("--out", type=Path, help="append the result to this JSON file (a list)")
     args = parser.parse_args()
     result = run(args)

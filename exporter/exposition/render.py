@@ -46,7 +46,7 @@ def _unchanged(before: CompanySnapshot, now: CompanySnapshot) -> bool:
     return before is now or before == now
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)
 class RenderedExposition:
     """The pre-rendered exposition of one snapshot (read-only once built).
 
