@@ -6,7 +6,8 @@ it reaches a terminal status, across any number of polls and pages.
 
 A company's ``HistoryLedger`` remembers:
 
-* ``seen``: ids already counted, oldest first, at most ``limit`` of them;
+* ``seen``: ids already counted, oldest first, at most ``limit`` of them plus
+  what the last scan counted;
 * ``watermark``: a ``requested`` time below which every operation has been
   accounted for. It rises whenever an id is evicted from ``seen``, so an
   operation older than the watermark is never counted again even after its id
@@ -222,18 +223,26 @@ class HistoryScan:
 
 
 def _remember(ledger: HistoryLedger, counted: Iterable[tuple[str, datetime]]) -> HistoryLedger:
-    """Add counted ids to the ledger, evicting the oldest beyond ``limit`` into the watermark."""
-    seen = list(ledger.seen)
-    seen.extend(counted)
+    """Add counted ids to the ledger, evicting the oldest beyond ``limit`` into the watermark.
+
+    Only ids counted by earlier scans are evicted, so ``seen`` may exceed ``limit`` by what one
+    scan counted (a scan reads a bounded number of pages). An operation created while a scan was
+    paging can land above the pages already read and be missed until the next scan; it may share
+    its ``requested`` time with one this scan counted (Codat queues a refresh's data types
+    together). Raising the watermark to that time now would hide it for good.
+    """
+    earlier = list(ledger.seen)
+    fresh = list(counted)
     watermark = ledger.watermark
-    excess = len(seen) - max(ledger.limit, 1)
+    excess = min(len(earlier) + len(fresh) - max(ledger.limit, 1), len(earlier))
     if excess > 0:
-        for _op_id, requested in seen[:excess]:
+        for _op_id, requested in earlier[:excess]:
             # Everything requested before an evicted operation was accounted for by the time it
             # was counted (open ones are tracked separately), so it can never count again.
             if watermark is None or requested > watermark:
                 watermark = requested
-        seen = seen[excess:]
+        earlier = earlier[excess:]
+    seen = earlier + fresh
     return HistoryLedger(
         ledger.limit,
         tuple(seen),
