@@ -286,3 +286,33 @@ def test_request_budget_refills_at_the_daily_pace_up_to_an_hour() -> None:
     assert bucket.available(NOW + timedelta(days=3)) == 1000
     bucket.resize(2400, NOW + timedelta(days=3))
     assert bucket.available(NOW + timedelta(days=3)) == 100
+
+
+def test_first_reads_are_paced_so_changes_seen_during_the_sweep_do_not_wait_for_all_of_it() -> None:
+    # 4 requests a minute: first reads fill 75 s of it (5), less what is queued; a change behind
+    # them still goes this cycle, and background reads wait until no first read does.
+    paced = PlanSettings(poll_interval=60, full_sweep_interval=6 * 3600, requests_per_minute=4)
+    fresh = [company(f"new{i}") for i in range(8)]
+    changed = company("chg", last_sync=NOW)
+    quiet = company("quiet")
+    state = {"chg": seen(), "quiet": seen()}
+    plan = plan_cycle(state, [*fresh, changed, quiet], NOW, 100.0, paced, frozenset({"quiet"}))
+    assert [p.reason for p in plan.polls] == [PollReason.NEW] * 5 + [PollReason.CHANGED]
+    assert [p.reason for p in plan.deferred] == [PollReason.NEW] * 3 + [PollReason.SETTINGS]
+    assert not any(p.with_settings for p in plan.polls if p.reason is PollReason.NEW)
+    # The next cycle tops the queue up to the same depth.
+    again = plan_cycle(state, [*fresh, changed], NOW, 100.0, paced, queued=3)
+    assert [p.reason for p in again.polls] == [PollReason.NEW] * 2 + [PollReason.CHANGED]
+    # ``once`` reads every company at once.
+    assert len(plan_cycle(state, fresh, NOW, float("inf"), paced).polls) == 8
+
+
+def test_a_pace_under_one_request_a_cycle_still_reads_one_company_a_cycle_when_nothing_is_queued() -> None:
+    # 0.6 requests a minute: 0.01 a 1 s cycle, and 75 s of first reads is 0.75 of a request.
+    slow = PlanSettings(poll_interval=1, full_sweep_interval=6 * 3600, requests_per_minute=0.6)
+    fresh = [company(f"new{i}") for i in range(3)]
+    assert [p.reason for p in plan_cycle({}, fresh, NOW, 100.0, slow).polls] == [PollReason.NEW]
+    assert plan_cycle({}, fresh, NOW, 100.0, slow, queued=1).polls == ()
+    quiet = {f"new{i}": seen() for i in range(3)}
+    due = frozenset(quiet)
+    assert [p.reason for p in plan_cycle(quiet, fresh, NOW, 100.0, slow, due).polls] == [PollReason.SETTINGS]

@@ -66,6 +66,10 @@ moves (or is read at once when a sync is running), so a start-up sweep is one re
 BACKGROUND_SHARE: Final = 0.5
 """Sweeps and settings-only reads take at most this share of a cycle's pace: the rest is left for
 changes, history pages and listings, so a change never waits behind a long background batch."""
+FIRST_READ_SECONDS: Final = 75.0
+"""First reads (a start-up sweep) queue at most this many seconds of work at the pace, less what is
+queued already: a change seen during the sweep then waits behind ~one minute of first reads, not
+the whole sweep, and with the default 60 s interval the pool never runs dry between two cycles."""
 CHANGE_DETECTION_SHARE: Final = 0.5
 """At most this share of the daily budget goes to ``GET /companies``; the interval stretches if needed."""
 
@@ -224,8 +228,9 @@ def plan_cycle(
 
     Polls queue in order on the pool, so background reads (sweeps, settings) take at most
     ``BACKGROUND_SHARE`` of what the pace allows in one cycle, less what is still queued: a
-    larger batch would make the next cycle's changes wait behind it. An infinite ``budget``
-    (``once``) reads everything now.
+    larger batch would make the next cycle's changes wait behind it. First reads are paced the
+    same way (``FIRST_READ_SECONDS``), but the rest of the cycle is still planned; background
+    reads wait until no first read does. An infinite ``budget`` (``once``) reads everything now.
     """
     settings = settings or PlanSettings()
     wanted: list[tuple[tuple[int, float, str], PlannedPoll]] = []
@@ -242,19 +247,33 @@ def plan_cycle(
     wanted.sort(key=lambda item: item[0])
     unlimited = math.isinf(budget)
     pace = math.inf if unlimited else settings.requests_per_cycle - queued
-    background_pace = math.inf if unlimited else BACKGROUND_SHARE * settings.requests_per_cycle - queued
+    # At least one request a cycle while nothing is queued: with a pace under one request per cycle
+    # (a short interval, a low rate) these reads would otherwise never be planned at all.
+    background_pace = (
+        math.inf if unlimited else max(BACKGROUND_SHARE * settings.requests_per_cycle, 1.0) - queued
+    )
+    first_read_depth = settings.requests_per_minute * FIRST_READ_SECONDS / 60.0
+    first_read_pace = math.inf if unlimited else max(first_read_depth, 1.0) - queued
     polls: list[PlannedPoll] = []
     deferred: list[PlannedPoll] = []
     spent = 0.0
+    held = False  # something waits for budget or pace: lower priorities wait too
+    first_reads_waiting = False
     for _, poll in wanted:
+        if poll.reason is PollReason.NEW and spent + poll.cost > first_read_pace:
+            # Paced, not short of budget: the changes behind it still go now.
+            first_reads_waiting = True
+            deferred.append(poll)
+            continue
         background = poll.reason in (PollReason.SWEEP, PollReason.SETTINGS)
-        over_pace = background and spent + poll.cost > background_pace
-        if not deferred and spent + poll.cost <= budget and not over_pace:
+        over_pace = background and (first_reads_waiting or spent + poll.cost > background_pace)
+        if not held and spent + poll.cost <= budget and not over_pace:
             polls.append(poll)
             spent += poll.cost
         else:
             # Once something is deferred, everything of lower priority is too: cheaper sweeps
             # must not overtake a change that is waiting for budget.
+            held = True
             deferred.append(poll)
     # A first read takes the sync settings along only while the budget and the pace leave a
     # request for them (and nothing waits); otherwise they come later as settings-only reads.
