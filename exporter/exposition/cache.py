@@ -47,8 +47,8 @@ class ExpositionCache:
 
     ``update`` runs in the poll thread and swaps one reference; ``parts``/``body`` run on scrapes
     and only read that reference, so a scrape never waits for a render. Age blocks are kept by
-    second for the current rendering: the one a scrape builds, and those ``prebuild_ages`` (the
-    age ticker) builds ahead.
+    second for the current rendering: the one a scrape builds, those ``prebuild_ages`` (the age
+    ticker) builds ahead, and those ``update`` rebuilds for a new rendering before swapping it in.
     """
 
     MAX_AGE_BLOCKS: Final = 2
